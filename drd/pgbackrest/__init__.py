@@ -1,0 +1,1 @@
+"""pgBackRest adapter: configuration files, command runner, ``info`` parsing."""
