@@ -129,6 +129,10 @@ def run(
         time.sleep(0.02)
     for reader in readers:
         reader.join(timeout=5)
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    proc.wait()
     duration = time.monotonic() - started
     stdout, stderr = "".join(out), "".join(err)
     name = Path(str(args[0])).name

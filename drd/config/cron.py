@@ -108,4 +108,16 @@ def trigger(expression: str, timezone: tzinfo | str = "UTC") -> CronTrigger:
             timezone=timezone,
         )
     except ValueError as exc:
-        raise CronSyntaxError(str(exc)) from exc
+        raise CronSyntaxError(_which_field(fields, exc)) from exc
+
+
+def _which_field(fields: list[str], exc: ValueError) -> str:
+    """APScheduler's message does not name the field; find it by trying each alone."""
+    names = ("minute", "hour", "day", "month")
+    for name, value in zip(names, fields, strict=False):
+        try:
+            CronTrigger(**{name: value.replace("?", "*")}, timezone="UTC")
+        except ValueError as field_exc:
+            label = "day-of-month" if name == "day" else name
+            return f"{label} field {value!r}: {field_exc}"
+    return str(exc)

@@ -74,6 +74,8 @@ def _read_yaml(path: Path, problems: list[Problem]) -> tuple[Any, yaml.Node | No
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         reason = exc.problem or str(exc)
+        if exc.context and exc.context_mark and exc.context_mark is not mark:
+            reason += f" ({exc.context} started at line {exc.context_mark.line + 1})"
         problems.append(Problem(path, line, "", f"invalid YAML: {reason}"))
         return None, None
     except yaml.YAMLError as exc:
@@ -149,27 +151,30 @@ def _message(error: Mapping[str, Any], model: type[BaseModel], loc: list[Any]) -
 
 
 def _allowed_fields(model: type[BaseModel], loc: list[Any]) -> list[str]:
-    """Field names of the model reached by ``loc`` (for did-you-mean suggestions)."""
-    current: Any = model
+    """Field names of the model(s) reached by ``loc`` (for did-you-mean suggestions).
+
+    Through a union (s3 | filesystem repository) the names of every member count.
+    """
+    current: list[type[BaseModel]] = [model]
     for part in loc:
         if isinstance(part, int):
             continue
-        fields = getattr(current, "model_fields", {})
-        info = fields.get(part)
-        if info is None:
-            return []
-        current = _model_in(info.annotation)
-    return list(getattr(current, "model_fields", {}))
+        nxt: list[type[BaseModel]] = []
+        for candidate in current:
+            info = candidate.model_fields.get(part)
+            if info is not None:
+                nxt.extend(_models_in(info.annotation))
+        current = nxt
+    return sorted({name for candidate in current for name in candidate.model_fields})
 
 
-def _model_in(annotation: Any) -> Any:
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
+        return [annotation]
+    found: list[type[BaseModel]] = []
     for arg in getattr(annotation, "__args__", ()):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
+        found.extend(_models_in(arg))
+    return found
 
 
 def _validate(
@@ -249,7 +254,7 @@ def load(config_path: Path | str, *, check_secrets: bool = True) -> Estate:
     else:
         tiers = load_tiers(tiers_dir, problems, context)
         context["tiers"] = {p.stem for p in tiers_dir.glob("*.yaml")}
-    raw_repos = data.get("repositories")
+    raw_repos = data.get("repositories") or []
     if isinstance(raw_repos, list):
         context["repositories"] = {r.get("name") for r in raw_repos if isinstance(r, dict)}
 

@@ -83,27 +83,32 @@ class ProcessRegistry:
         with self._lock:
             return {pid: label for pid, label in self._pids.items() if pid_alive(pid)}
 
-    def kill_all(self) -> None:
+    def kill_all(self, timeout: float = 10.0) -> None:
         with self._lock:
             pids = list(self._pids)
         for pid in pids:
-            stop_pid(pid)
+            stop_pid(pid, timeout=timeout)
             self.discard(pid)
 
 
 def pid_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie.
+
+    A server started by ``pg_ctl`` is not our child: once it exits it may linger as a
+    zombie until its parent (often PID 1 in a container) reaps it, so ``kill(pid, 0)``
+    alone would call it alive. We never reap here: that belongs to the Popen owner.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    # A zombie child of ours still "exists": reap it if we can.
     try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return True
-    return done == 0
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def stop_pid(pid: int, *, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:

@@ -72,7 +72,7 @@ class S3Endpoint:
     http_port: int
     tls_port: int
     tls: TlsFiles
-    pids: list[int] = field(default_factory=list)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -99,7 +99,7 @@ class S3Endpoint:
         log = (self.root / f"{label}.log").open("ab")
         proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
-        self.pids.append(proc.pid)
+        self.procs.append(proc)
         REGISTRY.add(proc.pid, label)
         return proc
 
@@ -144,10 +144,11 @@ class S3Endpoint:
             return ""
 
     def stop(self) -> None:
-        for pid in reversed(self.pids):
-            stop_pid(pid)
-            REGISTRY.discard(pid)
-        self.pids.clear()
+        for proc in reversed(self.procs):
+            stop_pid(proc.pid)
+            REGISTRY.discard(proc.pid)
+            proc.wait(timeout=10)  # reap it: we are its parent
+        self.procs.clear()
 
     # -- clients ---------------------------------------------------------------------
 

@@ -1,0 +1,112 @@
+"""Entry point of the ``drd`` command: global options, command groups, error handling.
+
+Exit codes are those of ``drd.errors.EXIT_CODES``. A ``DrdError`` prints one line
+(``drd: error: ...``) and exits with its code; the traceback is shown only with
+``--log-level debug``. Click usage errors exit 2 like config errors.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Annotated
+
+import click
+import typer
+
+from drd import __version__, log
+from drd.cli import config_cmd, status_cmd
+from drd.cli.context import AppState, default_config_path
+from drd.cli.output import OutputFormat
+from drd.errors import EXIT_CODES, EXIT_INTERRUPTED, ConfigError, DrdError
+from drd.redact import redact
+
+app = typer.Typer(
+    name="drd",
+    help="Backup and disaster-recovery orchestration for PostgreSQL-backed applications.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+    epilog="Exit codes: "
+    + "; ".join(f"{code} {meaning.split(' (')[0]}" for code, meaning in EXIT_CODES.items()),
+)
+app.add_typer(config_cmd.app, name="config")
+app.command("status")(status_cmd.status)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"drd {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", "-c", help="config file (env DRD_CONFIG, default /etc/drd/drd.yaml)"),
+    ] = None,
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="table or json")] = OutputFormat.table,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error")
+    ] = "warning",
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
+) -> None:
+    level = log_level.lower()
+    if level not in log.LEVELS:
+        raise typer.BadParameter(f"must be one of {', '.join(log.LEVELS)}", param_hint="--log-level")
+    log.configure(level)
+    from pathlib import Path
+
+    ctx.obj = AppState(
+        config_path=Path(config) if config else default_config_path(),
+        output=output,
+        log_level=level,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (``sys.exit`` is left to the console script)."""
+    command = typer.main.get_command(app)
+    debug = "--log-level=debug" in (argv or sys.argv) or (
+        "debug" in (argv or sys.argv) and "--log-level" in (argv or sys.argv)
+    )
+    try:
+        result = command.main(args=argv, prog_name="drd", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return ConfigError.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        typer.echo("drd: interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except ConfigError as exc:
+        typer.echo(f"drd: error: {exc}", err=True)
+        for problem in exc.problems:
+            if problem != exc.message:
+                typer.echo(f"  {problem}", err=True)
+        return exc.exit_code
+    except DrdError as exc:
+        if debug:
+            typer.echo(redact(traceback.format_exc()), err=True)
+        typer.echo(f"drd: error: {redact(str(exc))}", err=True)
+        return exc.exit_code
+    except Exception as exc:
+        if debug:
+            typer.echo(redact(traceback.format_exc()), err=True)
+        typer.echo(
+            f"drd: internal error: {type(exc).__name__}: {redact(str(exc))} "
+            "(rerun with --log-level debug for the traceback; please report it)",
+            err=True,
+        )
+        return DrdError.exit_code
+    return int(result) if isinstance(result, int) else 0
+
+
+def run() -> None:  # pragma: no cover - console script shim
+    sys.exit(main())
