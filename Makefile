@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.drd-installed
 SYSTAMP := $(VENV)/.drd-system-deps
 
-.PHONY: test demo lint format deps system-deps lock clean
+.PHONY: test demo lint format docs deps system-deps lock clean
 
 test: deps ## install everything the tests need, then run the whole suite (unit + integration)
 	$(VENV)/bin/pytest
@@ -17,6 +17,9 @@ lint: deps ## ruff (lint + format check) and mypy --strict on drd/
 	$(VENV)/bin/ruff check drd tests
 	$(VENV)/bin/ruff format --check drd tests
 	$(VENV)/bin/mypy
+
+docs: deps ## regenerate docs/config-reference.md from the config models
+	$(PY) -m drd.config.reference docs/config-reference.md
 
 format: deps
 	$(VENV)/bin/ruff check --fix drd tests
@@ -36,6 +39,7 @@ $(STAMP): requirements.lock pyproject.toml
 lock: ## re-resolve requirements.lock from pyproject.toml (needs network)
 	@test -x $(VENV)/bin/uv || $(VENV)/bin/pip install --quiet uv
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --python-version 3.11 -o requirements-runtime.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo

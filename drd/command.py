@@ -75,12 +75,7 @@ def run(
 ) -> CommandResult:
     """Run a program and wait for it, within ``timeout`` seconds."""
     argv = [*as_user_prefix(user), *map(str, args)]
-    for arg in argv:
-        if redact(arg) != arg and MASK not in arg:
-            raise DrdError(
-                f"refusing to pass a secret on the command line of {Path(argv[0]).name}",
-                hint="pass it through the environment or a mode-600 config file",
-            )
+    _refuse_secrets_in(argv)
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
@@ -116,17 +111,7 @@ def run(
         proc.stdin.write(input_text)
         proc.stdin.close()
 
-    reason = None
-    deadline = started + timeout
-    while proc.poll() is None:
-        if cancel is not None and cancel.is_set():
-            reason = "cancelled"
-        elif time.monotonic() > deadline:
-            reason = f"timed out after {timeout:g}s"
-        if reason:
-            _kill_group(proc)
-            break
-        time.sleep(0.02)
+    reason = _wait(proc, started + timeout, timeout, cancel)
     for reader in readers:
         reader.join(timeout=5)
     for pipe in (proc.stdout, proc.stderr):
@@ -143,14 +128,39 @@ def run(
     log.debug("command_end", command=name, returncode=rc, duration=round(duration, 3))
     if rc not in ok_codes:
         detail = tail.splitlines()[-1] if tail else redact(stdout.strip()[-300:])
-        raise error_cls(
-            f"{name} exited with code {rc}: {detail}", returncode=rc, stderr_tail=tail
-        )
+        raise error_cls(f"{name} exited with code {rc}: {detail}", returncode=rc, stderr_tail=tail)
     return CommandResult(tuple(argv), rc, stdout, stderr, duration)
 
 
+def _refuse_secrets_in(argv: Sequence[str]) -> None:
+    for arg in argv:
+        if redact(arg) != arg and MASK not in arg:
+            raise DrdError(
+                f"refusing to pass a secret on the command line of {Path(argv[0]).name}",
+                hint="pass it through the environment or a mode-600 config file",
+            )
+
+
+def _wait(
+    proc: subprocess.Popen[str], deadline: float, timeout: float, cancel: threading.Event | None
+) -> str | None:
+    """Wait for exit; on cancel or timeout kill the group and say why."""
+    while proc.poll() is None:
+        reason = None
+        if cancel is not None and cancel.is_set():
+            reason = "cancelled"
+        elif time.monotonic() > deadline:
+            reason = f"timed out after {timeout:g}s"
+        if reason:
+            _kill_group(proc)
+            return reason
+        time.sleep(0.02)
+    return None
+
+
 def _pump(stream: object, sink: list[str] | deque[str], label: str) -> None:
-    assert stream is not None
+    if stream is None:
+        return
     for line in stream:  # type: ignore[attr-defined]
         sink.append(line)
         log.debug("command_output", stream=label, line=line.rstrip("\n"))

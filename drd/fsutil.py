@@ -26,7 +26,9 @@ def make_dir(path: Path, *, owner: str | None = None, mode: int = 0o700) -> Path
     return path
 
 
-def atomic_write(path: Path, data: str | bytes, *, mode: int = 0o600, owner: str | None = None) -> None:
+def atomic_write(
+    path: Path, data: str | bytes, *, mode: int = 0o600, owner: str | None = None
+) -> None:
     """Write ``path`` all-or-nothing: temp file in the same directory, fsync, rename.
 
     The temp file gets its final mode and owner *before* any content is written, so a

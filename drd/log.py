@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
@@ -21,11 +22,15 @@ from drd.redact import redact, redact_value
 LEVELS = ("debug", "info", "warning", "error")
 
 
-def _redact_event(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def _redact_event(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key in list(event_dict):
         value = event_dict[key]
-        event_dict[key] = redact(value) if key == "event" and isinstance(value, str) else (
-            redact_value(key, value)
+        event_dict[key] = (
+            redact(value)
+            if key == "event" and isinstance(value, str)
+            else (redact_value(key, value))
         )
     return event_dict
 
@@ -39,7 +44,9 @@ def _render_exception_redacted(
     return event_dict
 
 
-def configure(level: str = "info", *, json: bool | None = None, stream: TextIO | None = None) -> None:
+def configure(
+    level: str = "info", *, json: bool | None = None, stream: TextIO | None = None
+) -> None:
     """Configure structlog and stdlib logging once per process (idempotent)."""
     stream = stream or sys.stderr
     if json is None:
@@ -81,8 +88,6 @@ def configure(level: str = "info", *, json: bool | None = None, stream: TextIO |
 
 
 def _plain_tb(sio: TextIO, exc_info: Any) -> None:
-    import traceback
-
     sio.write("\n" + redact("".join(traceback.format_exception(*exc_info))))
 
 

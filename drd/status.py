@@ -42,7 +42,9 @@ class WorkloadStatus:
         return dict(self.__dict__)
 
 
-def _verdict(server: ServerState, archive_age: timedelta | None, rpo: timedelta, warn_ratio: float) -> str:
+def _verdict(
+    server: ServerState, archive_age: timedelta | None, rpo: timedelta, warn_ratio: float
+) -> str:
     if not server.reachable or server.in_recovery:
         return "critical"
     if archive_age is None:

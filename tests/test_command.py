@@ -17,7 +17,10 @@ from drd.testing.processes import pid_alive
 
 def test_success_captures_output() -> None:
     """stdout and stderr are captured and the code returned."""
-    result = command.run([sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr)"], timeout=30)
+    result = command.run(
+        [sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr)"],
+        timeout=30,
+    )
     assert result.returncode == 0
     assert result.stdout == "out\n"
     assert result.stderr == "err\n"
@@ -26,14 +29,22 @@ def test_success_captures_output() -> None:
 def test_unexpected_code_raises_with_stderr_tail() -> None:
     """A code outside ok_codes raises CommandError with the code and the last stderr line."""
     with pytest.raises(CommandError) as info:
-        command.run([sys.executable, "-c", "import sys; sys.stderr.write('boom here\\n'); sys.exit(3)"], timeout=30)
+        command.run(
+            [sys.executable, "-c", "import sys; sys.stderr.write('boom here\\n'); sys.exit(3)"],
+            timeout=30,
+        )
     assert info.value.returncode == 3
     assert "exited with code 3: boom here" in str(info.value)
 
 
 def test_allowed_codes_do_not_raise() -> None:
     """ok_codes widens what counts as success."""
-    assert command.run([sys.executable, "-c", "raise SystemExit(5)"], timeout=30, ok_codes=(0, 5)).returncode == 5
+    assert (
+        command.run(
+            [sys.executable, "-c", "raise SystemExit(5)"], timeout=30, ok_codes=(0, 5)
+        ).returncode
+        == 5
+    )
 
 
 def test_timeout_kills_the_whole_process_group(tmp_path: object) -> None:
@@ -76,7 +87,9 @@ def test_cancel_stops_the_command() -> None:
     cancel = threading.Event()
     threading.Timer(0.3, cancel.set).start()
     with pytest.raises(CommandError, match="cancelled"):
-        command.run([sys.executable, "-c", "import time; time.sleep(60)"], timeout=60, cancel=cancel)
+        command.run(
+            [sys.executable, "-c", "import time; time.sleep(60)"], timeout=60, cancel=cancel
+        )
 
 
 def test_secret_on_command_line_is_refused() -> None:

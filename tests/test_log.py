@@ -24,9 +24,15 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     log.configure("info", json=True)
 
 
+def _fail(message: str) -> None:
+    raise RuntimeError(message)
+
+
 @pytest.mark.parametrize("json_output", [True, False])
-def test_configured_secret_never_appears_in_logs(monkeypatch: pytest.MonkeyPatch, json_output: bool) -> None:
-    """A passphrase loaded through the config is masked in events, fields, nested data, stdlib logs and tracebacks."""
+def test_configured_secret_never_appears_in_logs(
+    monkeypatch: pytest.MonkeyPatch, json_output: bool
+) -> None:
+    """A config-loaded passphrase is masked in events, fields, nesting, stdlib and tracebacks."""
     stream = io.StringIO()
     log.configure("debug", json=json_output, stream=stream)
     try:
@@ -41,14 +47,17 @@ def test_configured_secret_never_appears_in_logs(monkeypatch: pytest.MonkeyPatch
         logger.info("secret_obj", secret=secret)
         logging.getLogger("botocore").warning("stdlib says %s", value)
         try:
-            raise RuntimeError(f"failed with {value}")
+            _fail(f"failed with {value}")
         except RuntimeError:
             logger.exception("with_traceback")
-        logger.info("conninfo", dsn=f"postgresql://drd:{value}@db/drd", libpq=f"host=db password={value}")
+        logger.info(
+            "conninfo", dsn=f"postgresql://drd:{value}@db/drd", libpq=f"host=db password={value}"
+        )
     finally:
         log.configure("info", json=True)
     output = stream.getvalue()
-    assert "kv_event" in output and "with_traceback" in output  # the events were logged
+    assert "kv_event" in output
+    assert "with_traceback" in output
     assert "stdlib says" in output
     assert SECRET not in output
     assert "***" in output
@@ -69,4 +78,6 @@ def test_context_is_bound(captured: io.StringIO) -> None:
     finally:
         log.clear_context()
     line = captured.getvalue().strip().splitlines()[-1]
-    assert '"run_id": 42' in line and '"workload": "acme"' in line and '"backup_started"' in line
+    assert '"run_id": 42' in line
+    assert '"workload": "acme"' in line
+    assert '"backup_started"' in line

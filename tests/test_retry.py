@@ -9,7 +9,7 @@ import pytest
 from drd.retry import RetryPolicy
 
 
-class Flaky(Exception):
+class FlakyError(Exception):
     pass
 
 
@@ -22,7 +22,7 @@ def _policy(**kw: object) -> tuple[RetryPolicy, list[float]]:
         clock[0] += seconds
 
     policy = RetryPolicy(
-        retryable=lambda exc: isinstance(exc, Flaky),
+        retryable=lambda exc: isinstance(exc, FlakyError),
         sleep=sleep,
         clock=lambda: clock[0],
         rng=random.Random(7),
@@ -34,7 +34,7 @@ def _policy(**kw: object) -> tuple[RetryPolicy, list[float]]:
 def test_retries_until_success() -> None:
     """Retryable failures are retried; the result of the first success is returned."""
     policy, slept = _policy(attempts=5)
-    calls = iter([Flaky(), Flaky(), "done"])
+    calls = iter([FlakyError(), FlakyError(), "done"])
 
     def fn() -> str:
         item = next(calls)
@@ -57,16 +57,16 @@ def test_non_retryable_error_is_raised_at_once() -> None:
 def test_attempts_bound() -> None:
     """After the last attempt the last error is raised."""
     policy, slept = _policy(attempts=3)
-    with pytest.raises(Flaky):
-        policy.call(lambda: (_ for _ in ()).throw(Flaky()))
+    with pytest.raises(FlakyError):
+        policy.call(lambda: (_ for _ in ()).throw(FlakyError()))
     assert len(slept) == 2
 
 
 def test_deadline_bound() -> None:
     """No attempt starts after the deadline, however many attempts remain."""
     policy, slept = _policy(attempts=100, deadline=10, base_delay=4, max_delay=4)
-    with pytest.raises(Flaky):
-        policy.call(lambda: (_ for _ in ()).throw(Flaky()))
+    with pytest.raises(FlakyError):
+        policy.call(lambda: (_ for _ in ()).throw(FlakyError()))
     assert sum(slept) <= 10
 
 

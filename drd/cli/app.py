@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 import traceback
+from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from drd import __version__, log
@@ -46,9 +46,13 @@ def _global_options(
     ctx: typer.Context,
     config: Annotated[
         str | None,
-        typer.Option("--config", "-c", help="config file (env DRD_CONFIG, default /etc/drd/drd.yaml)"),
+        typer.Option(
+            "--config", "-c", help="config file (env DRD_CONFIG, default /etc/drd/drd.yaml)"
+        ),
     ] = None,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="table or json")] = OutputFormat.table,
+    output: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="table or json")
+    ] = OutputFormat.table,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error")
     ] = "warning",
@@ -58,10 +62,10 @@ def _global_options(
 ) -> None:
     level = log_level.lower()
     if level not in log.LEVELS:
-        raise typer.BadParameter(f"must be one of {', '.join(log.LEVELS)}", param_hint="--log-level")
+        raise typer.BadParameter(
+            f"must be one of {', '.join(log.LEVELS)}", param_hint="--log-level"
+        )
     log.configure(level)
-    from pathlib import Path
-
     ctx.obj = AppState(
         config_path=Path(config) if config else default_config_path(),
         output=output,
@@ -77,14 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         result = command.main(args=argv, prog_name="drd", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return ConfigError.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("drd: interrupted", err=True)
         return EXIT_INTERRUPTED
+    except typer.TyperException as exc:  # usage errors: bad option, unknown command
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.echo(f"drd: usage error: {exc}", err=True)
+        return ConfigError.exit_code
     except ConfigError as exc:
         typer.echo(f"drd: error: {exc}", err=True)
         for problem in exc.problems:

@@ -20,10 +20,12 @@ app = typer.Typer(help="Validate the configuration and tier files; print the con
 def validate(
     ctx: typer.Context,
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="config file (default: the global --config)")
+        Path | None,
+        typer.Option("--config", "-c", help="config file (default: the global --config)"),
     ] = None,
     skip_secrets: Annotated[
-        bool, typer.Option("--skip-secrets", help="do not check that secret references can be read")
+        bool,
+        typer.Option("--skip-secrets", help="do not check that secret references can be read"),
     ] = False,
 ) -> None:
     """Exit 0 if the config and every tier file are valid; else exit 2, one line per problem."""
@@ -50,7 +52,8 @@ def validate(
     else:
         typer.echo(
             f"{estate.path}: valid ({len(estate.tiers)} tiers, "
-            f"{len(estate.config.repositories)} repositories, {len(estate.config.workloads)} workloads)"
+            f"{len(estate.config.repositories)} repositories, "
+            f"{len(estate.config.workloads)} workloads)"
         )
 
 

@@ -27,7 +27,7 @@ class AppState:
 def state(ctx: typer.Context) -> AppState:
     obj = ctx.find_root().obj
     if not isinstance(obj, AppState):  # pragma: no cover - the callback always sets it
-        raise RuntimeError("CLI state missing")
+        raise TypeError("CLI state missing")
     return obj
 
 

@@ -6,14 +6,14 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, TextIO
 
 from drd.config.types import format_duration
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     table = "table"
     json = "json"
 
@@ -59,7 +59,13 @@ def write_table(
     stream = stream or sys.stdout
     cells = [[cell(row.get(col)) for col in columns] for row in rows]
     headers = [col.upper().replace("_", " ") for col in columns]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    stream.write("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip() + "\n")
+    widths = [
+        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
+    stream.write(
+        "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip() + "\n"
+    )
     for row_cells in cells:
-        stream.write("  ".join(c.ljust(w) for c, w in zip(row_cells, widths, strict=True)).rstrip() + "\n")
+        stream.write(
+            "  ".join(c.ljust(w) for c, w in zip(row_cells, widths, strict=True)).rstrip() + "\n"
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from drd.catalog import open_catalog
 from drd.cli.context import state
 from drd.cli.output import OutputFormat, write_json, write_table
 from drd.status import estate_status
@@ -27,8 +28,6 @@ def status(ctx: typer.Context) -> None:
     """Show each workload's tier, primary state, live archive age (RPO exposure) and verdict."""
     st = state(ctx)
     estate = st.estate()
-    from drd.catalog import open_catalog
-
     password = estate.config.catalog_password.get() if estate.config.catalog_password else None
     with open_catalog(estate.config.catalog_url(), password=password) as catalog:
         rows = [s.as_dict() for s in estate_status(estate, catalog)]

@@ -52,7 +52,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -98,7 +98,9 @@ def _line_of(node: yaml.Node | None, loc: Iterable[Any]) -> int | None:
                     break
             else:
                 return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
             node = node.value[part]
             line = node.start_mark.line + 1
         else:
@@ -180,6 +182,7 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 def _validate(
     model: type[BaseModel],
     data: Any,
+    *,
     node: yaml.Node | None,
     path: Path,
     context: dict[str, Any],
@@ -196,7 +199,9 @@ def _validate(
         return None
 
 
-def load_tiers(tiers_dir: Path, problems: list[Problem], context: dict[str, Any]) -> dict[str, Tier]:
+def load_tiers(
+    tiers_dir: Path, problems: list[Problem], context: dict[str, Any]
+) -> dict[str, Tier]:
     """Load every ``*.yaml`` tier file; a tier's name is its file name (``tier-0.yaml``)."""
     tiers: dict[str, Tier] = {}
     for tier_path in sorted(tiers_dir.glob("*.yaml")):
@@ -217,7 +222,7 @@ def load_tiers(tiers_dir: Path, problems: list[Problem], context: dict[str, Any]
                 )
             )
             continue
-        tier = _validate(Tier, data, node, tier_path, context, problems)
+        tier = _validate(Tier, data, node=node, path=tier_path, context=context, problems=problems)
         if tier is not None:
             tiers[tier.name] = tier
     return tiers
@@ -240,7 +245,9 @@ def load(config_path: Path | str, *, check_secrets: bool = True) -> Estate:
     if problems:
         raise ConfigError(f"{path}: invalid configuration", [str(p) for p in problems])
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: invalid configuration", [f"{path}:1: the config must be a mapping"])
+        raise ConfigError(
+            f"{path}: invalid configuration", [f"{path}:1: the config must be a mapping"]
+        )
 
     base = path.parent
     context: dict[str, Any] = {"check_secrets": check_secrets}
@@ -249,7 +256,9 @@ def load(config_path: Path | str, *, check_secrets: bool = True) -> Estate:
     tiers: dict[str, Tier] = {}
     if not tiers_dir.is_dir():
         problems.append(
-            Problem(path, _line_of(node, ["tiers_dir"]), "tiers_dir", f"directory {tiers_dir} not found")
+            Problem(
+                path, _line_of(node, ["tiers_dir"]), "tiers_dir", f"directory {tiers_dir} not found"
+            )
         )
     else:
         tiers = load_tiers(tiers_dir, problems, context)
@@ -258,7 +267,7 @@ def load(config_path: Path | str, *, check_secrets: bool = True) -> Estate:
     if isinstance(raw_repos, list):
         context["repositories"] = {r.get("name") for r in raw_repos if isinstance(r, dict)}
 
-    config = _validate(DrdConfig, data, node, path, context, problems)
+    config = _validate(DrdConfig, data, node=node, path=path, context=context, problems=problems)
     if problems or config is None:
         raise ConfigError(f"{path}: invalid configuration", [str(p) for p in problems])
     config = _resolve_paths(config, base)

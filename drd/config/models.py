@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from drd.config.types import Duration, SecretRef, StrictModel
+from drd.errors import ConfigError
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 DEFAULT_PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -101,7 +102,9 @@ class WorkloadPostgres(StrictModel):
     primary: PostgresEndpoint
     standbys: list[PostgresEndpoint] = Field(default_factory=list)
     pgdata: Path = Field(description="data directory on the database host")
-    stanza: str | None = Field(default=None, description="pgBackRest stanza; default: workload name")
+    stanza: str | None = Field(
+        default=None, description="pgBackRest stanza; default: workload name"
+    )
     os_user: str = Field(default="postgres", description="OS user that owns pgdata")
     bin_dir: Path = Field(default=DEFAULT_PG_BIN, description="PostgreSQL server binaries")
     process_max: int = Field(default=2, ge=1, le=64, description="pgBackRest process-max")
@@ -158,7 +161,9 @@ class DaemonSettings(StrictModel):
     max_concurrent_jobs: int = Field(default=4, ge=1)
     max_jobs_per_repository: int = Field(default=2, ge=1)
     job_timeout: Duration = timedelta(hours=6)
-    jitter: Duration = Field(default=timedelta(seconds=30), description="random delay for shared crons")
+    jitter: Duration = Field(
+        default=timedelta(seconds=30), description="random delay for shared crons"
+    )
     shutdown_grace: Duration = timedelta(minutes=5)
 
 
@@ -185,7 +190,9 @@ class DrdConfig(StrictModel):
         if parts.scheme not in ("postgresql", "postgres", "sqlite"):
             raise ValueError("catalog must be a postgresql:// URL or sqlite:///path")
         if parts.password:
-            raise ValueError("put the catalog password in catalog_password (a secret reference), not the URL")
+            raise ValueError(
+                "put the catalog password in catalog_password (a secret reference), not the URL"
+            )
         return value
 
     @model_validator(mode="after")
@@ -204,8 +211,6 @@ class DrdConfig(StrictModel):
         for workload in self.workloads:
             if workload.name == name:
                 return workload
-        from drd.errors import ConfigError
-
         known = ", ".join(w.name for w in self.workloads) or "none"
         raise ConfigError(f"unknown workload {name!r} (known: {known})")
 

@@ -7,6 +7,7 @@ cannot meet the RPO, lifecycle steps out of order) before a daemon ever runs the
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -96,7 +97,9 @@ class Retention(StrictModel):
             self.keep_within,
         )
         if all(rule is None for rule in rules):
-            raise ValueError("an empty retention policy would keep only the newest point: set keep rules")
+            raise ValueError(
+                "an empty retention policy would keep only the newest point: set keep rules"
+            )
         return self
 
 
@@ -125,7 +128,7 @@ class Lifecycle(StrictModel):
     @field_validator("transitions")
     @classmethod
     def _increasing(cls, value: list[LifecycleTransition]) -> list[LifecycleTransition]:
-        for before, after in zip(value, value[1:], strict=False):
+        for before, after in itertools.pairwise(value):
             if after.after <= before.after:
                 raise ValueError("transitions must be listed by strictly increasing 'after'")
         return value
@@ -136,7 +139,9 @@ class DrillPolicy(StrictModel):
     sandbox: Literal["local", "kubernetes"] = "local"
     max_age: Duration = Field(description="a drill older than this turns the workload red")
     amcheck: bool = Field(default=False, description="run amcheck on indexes of the restored copy")
-    timeout: Duration = Field(default=timedelta(hours=2), description="a drill is aborted after this")
+    timeout: Duration = Field(
+        default=timedelta(hours=2), description="a drill is aborted after this"
+    )
 
 
 class EvidencePolicy(StrictModel):
@@ -148,7 +153,8 @@ class Alerts(StrictModel):
 
     rpo_warning_ratio: float = Field(default=0.8, gt=0, le=1)
     backup_age_max: Duration | None = Field(
-        default=None, description="alert when the newest backup is older (default: 2x full interval)"
+        default=None,
+        description="alert when the newest backup is older (default: 2x full interval)",
     )
 
 

@@ -17,4 +17,12 @@ from drd.testing.postgres import PgCluster
 from drd.testing.processes import REGISTRY, Scratch, free_port, wait_until
 from drd.testing.s3 import S3Endpoint
 
-__all__ = ["REGISTRY", "BackrestStanza", "PgCluster", "S3Endpoint", "Scratch", "free_port", "wait_until"]
+__all__ = [
+    "REGISTRY",
+    "BackrestStanza",
+    "PgCluster",
+    "S3Endpoint",
+    "Scratch",
+    "free_port",
+    "wait_until",
+]

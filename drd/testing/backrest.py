@@ -115,5 +115,9 @@ class BackrestStanza:
     def restore(self, target: PgCluster, *extra: str, timeout: float = 600) -> None:
         """Restore into ``target``'s (empty) data dir; it must not archive as the primary."""
         self.run(
-            f"--pg1-path={target.data_dir}", "--archive-mode=off", *extra, "restore", timeout=timeout
+            f"--pg1-path={target.data_dir}",
+            "--archive-mode=off",
+            *extra,
+            "restore",
+            timeout=timeout,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import psycopg
 
 from drd import command
 from drd.config.models import DEFAULT_PG_BIN
-from drd.errors import PostgresError
+from drd.errors import CommandError, PostgresError
 from drd.testing.processes import REGISTRY, Scratch, free_port, stop_pid, wait_until
 
 
@@ -89,9 +90,7 @@ class PgCluster:
         return str(self.bin_dir / program)
 
     def _run(self, args: Sequence[str], timeout: float = 120) -> command.CommandResult:
-        return command.run(
-            args, timeout=timeout, user=self.os_user, error_cls=_PgCommandError
-        )
+        return command.run(args, timeout=timeout, user=self.os_user, error_cls=_PgCommandError)
 
     def initdb(
         self,
@@ -102,8 +101,10 @@ class PgCluster:
         self._run(
             [
                 self._bin("initdb"),
-                "-D", str(self.data_dir),
-                "-U", "postgres",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
                 "--auth=trust",
                 "--encoding=UTF8",
                 "--locale=C.UTF-8",
@@ -129,13 +130,15 @@ class PgCluster:
         base.update(settings or {})
         self.configure(base, file="postgresql.conf")
 
-    def configure(self, settings: Mapping[str, str | int | bool], *, file: str = "postgresql.auto.conf") -> None:
+    def configure(
+        self, settings: Mapping[str, str | int | bool], *, file: str = "postgresql.auto.conf"
+    ) -> None:
         """Append settings; later lines win, and ``postgresql.auto.conf`` wins over the rest.
 
         Port, listen address and socket directory are always (re)written, because restored
         and standby copies inherit them from the primary.
         """
-        own = {
+        own: dict[str, str | int | bool] = {
             "port": self.port,
             "listen_addresses": "127.0.0.1",
             "unix_socket_directories": str(self.socket_dir),
@@ -148,8 +151,15 @@ class PgCluster:
     def start(self, timeout: float = 60) -> None:
         self._run(
             [
-                self._bin("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
-                "-w", "-t", str(int(timeout)), "start",
+                self._bin("pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "start",
             ],
             timeout=timeout + 10,
         )
@@ -162,8 +172,17 @@ class PgCluster:
             return
         try:
             self._run(
-                [self._bin("pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w",
-                 "-t", str(int(timeout)), "stop"],
+                [
+                    self._bin("pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    mode,
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                    "stop",
+                ],
                 timeout=timeout + 10,
             )
         except _PgCommandError:
@@ -188,20 +207,30 @@ class PgCluster:
     def connect(self, dbname: str = "postgres") -> psycopg.Connection[Any]:
         return psycopg.connect(self.conninfo(dbname), autocommit=True)
 
-    def execute(self, sql: str, params: Sequence[Any] | None = None, *, dbname: str = "postgres") -> None:
+    def execute(
+        self, sql: str, params: Sequence[Any] | None = None, *, dbname: str = "postgres"
+    ) -> None:
         with self.connect(dbname) as conn:
-            conn.execute(sql.encode(), params)  # type: ignore[arg-type]
+            conn.execute(sql.encode(), params)
 
-    def query(self, sql: str, params: Sequence[Any] | None = None, *, dbname: str = "postgres") -> list[tuple[Any, ...]]:
+    def query(
+        self, sql: str, params: Sequence[Any] | None = None, *, dbname: str = "postgres"
+    ) -> list[tuple[Any, ...]]:
         with self.connect(dbname) as conn:
-            return conn.execute(sql.encode(), params).fetchall()  # type: ignore[arg-type]
+            return conn.execute(sql.encode(), params).fetchall()
 
-    def scalar(self, sql: str, params: Sequence[Any] | None = None, *, dbname: str = "postgres") -> Any:
+    def scalar(
+        self, sql: str, params: Sequence[Any] | None = None, *, dbname: str = "postgres"
+    ) -> Any:
         rows = self.query(sql, params, dbname=dbname)
         return rows[0][0] if rows else None
 
     def wait_ready(self, timeout: float = 60) -> None:
-        wait_until(lambda: self.scalar("SELECT 1") == 1, timeout=timeout, what=f"{self.name} to accept queries")
+        wait_until(
+            lambda: self.scalar("SELECT 1") == 1,
+            timeout=timeout,
+            what=f"{self.name} to accept queries",
+        )
 
     def wait_out_of_recovery(self, timeout: float = 120) -> None:
         wait_until(
@@ -242,8 +271,21 @@ class PgCluster:
         standby.bin_dir = self.bin_dir
         self._run(
             [
-                self._bin("pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                "-D", str(standby.data_dir), "-R", "-X", "stream", "-c", "fast", "--no-sync",
+                self._bin("pg_basebackup"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-D",
+                str(standby.data_dir),
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-sync",
             ],
             timeout=timeout,
         )
@@ -261,11 +303,9 @@ class PgCluster:
             path = root / sub
             path.mkdir(exist_ok=True)
             if os.geteuid() == 0:
-                import shutil
-
                 shutil.chown(path, user, user)
         return cluster
 
 
-class _PgCommandError(command.CommandError):
+class _PgCommandError(CommandError):
     """A PostgreSQL server program (initdb, pg_ctl, pg_basebackup) failed."""

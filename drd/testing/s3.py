@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
+from botocore.config import Config
+
 from drd.testing.processes import REGISTRY, Scratch, free_port, port_open, stop_pid, wait_until
 from drd.testing.tls import TlsFiles, make_localhost_tls
 
 ACCESS_KEY = "drdtestaccesskey"
-SECRET_KEY = "drd-test-secret-key-not-real"  # moto accepts any credentials
+SECRET_KEY = "drd-test-secret-key-not-real"  # noqa: S105 - moto accepts any credentials
 REGION = "us-east-1"
 
 NGINX_CONF = """\
@@ -58,7 +61,9 @@ http {{
 
 
 def _nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
     if not found:
         raise RuntimeError("nginx not found: run `make test` (it installs nginx-light)")
     return found
@@ -97,7 +102,9 @@ class S3Endpoint:
 
     def _spawn(self, args: list[str], label: str) -> subprocess.Popen[bytes]:
         log = (self.root / f"{label}.log").open("ab")
-        proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         log.close()
         self.procs.append(proc)
         REGISTRY.add(proc.pid, label)
@@ -105,7 +112,8 @@ class S3Endpoint:
 
     def _start_moto(self, timeout: float) -> None:
         proc = self._spawn(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.http_port)], "moto"
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.http_port)],
+            "moto",
         )
 
         def up() -> bool:
@@ -128,11 +136,15 @@ class S3Endpoint:
             )
         )
         error_log = str(self.root / "nginx-error.log")
-        proc = self._spawn([_nginx_binary(), "-p", str(self.root), "-c", str(conf), "-e", error_log], "nginx")
+        proc = self._spawn(
+            [_nginx_binary(), "-p", str(self.root), "-c", str(conf), "-e", error_log], "nginx"
+        )
 
         def up() -> bool:
             if proc.poll() is not None:
-                raise RuntimeError(f"nginx exited: {self._log('nginx')} {Path(error_log).read_text()}")
+                raise RuntimeError(
+                    f"nginx exited: {self._log('nginx')} {Path(error_log).read_text()}"
+                )
             return port_open(self.tls_port)
 
         wait_until(up, timeout=timeout, what="nginx TLS proxy", interval=0.05)
@@ -154,9 +166,6 @@ class S3Endpoint:
 
     def client(self) -> Any:
         """A boto3 S3 client that goes through the TLS proxy and trusts the harness CA."""
-        import boto3
-        from botocore.config import Config
-
         return boto3.client(
             "s3",
             endpoint_url=self.url,

@@ -91,7 +91,8 @@ def test_unknown_tier_names_the_field_and_line(estate_dir: Path) -> None:
     text = GOOD.replace("tier: tier-2", "tier: tier-9")
     problems = _problems(estate_dir, text)
     assert problems == [
-        f"{estate_dir / 'drd.yaml'}:{_line(text, 'tier-9')}: workloads[2].tier: unknown tier 'tier-9' "
+        f"{estate_dir / 'drd.yaml'}:{_line(text, 'tier-9')}: "
+        "workloads[2].tier: unknown tier 'tier-9' "
         "(known: tier-0, tier-1, tier-2, tier-3)"
     ]
 
@@ -101,7 +102,10 @@ def test_unknown_field_suggests_the_right_one(estate_dir: Path) -> None:
     text = GOOD.replace("    uri_style: path", "    uri_styel: path")
     problems = _problems(estate_dir, text)
     assert len(problems) == 1
-    assert f":{_line(text, 'uri_styel')}: repositories[1].uri_styel: unknown field 'uri_styel'; did you mean 'uri_style'?" in problems[0]
+    assert (
+        f":{_line(text, 'uri_styel')}: repositories[1].uri_styel: "
+        "unknown field 'uri_styel'; did you mean 'uri_style'?" in problems[0]
+    )
 
 
 def test_invalid_cron_in_a_tier_names_the_tier_file(estate_dir: Path) -> None:
@@ -110,7 +114,9 @@ def test_invalid_cron_in_a_tier_names_the_tier_file(estate_dir: Path) -> None:
     tier.write_text(tier.read_text().replace('full: "0 2 * * sun"', 'full: "0 26 * * sun"'))
     problems = _problems(estate_dir, GOOD)
     assert len(problems) == 1
-    assert problems[0].startswith(f"{tier}:7: postgres.full: invalid cron expression '0 26 * * sun'")
+    assert problems[0].startswith(
+        f"{tier}:7: postgres.full: invalid cron expression '0 26 * * sun'"
+    )
     assert "hour field" in problems[0]
 
 
@@ -128,15 +134,23 @@ def test_missing_secret_reference(estate_dir: Path, monkeypatch: pytest.MonkeyPa
     """An unset env var behind a secret reference is reported at every field that uses it."""
     monkeypatch.delenv("DRD_TEST_PASSPHRASE")
     problems = _problems(estate_dir, GOOD)
-    assert f"{estate_dir / 'drd.yaml'}:9: repositories[0].encryption.passphrase: missing secret: " \
+    assert (
+        f"{estate_dir / 'drd.yaml'}:9: repositories[0].encryption.passphrase: missing secret: "
         "environment variable DRD_TEST_PASSPHRASE is not set" in problems
+    )
     assert len(problems) == 4
 
 
 def test_secret_reference_without_source(estate_dir: Path) -> None:
     """An empty secret reference is an error, not a silent empty password."""
-    problems = _problems(estate_dir, GOOD.replace("{env: DRD_TEST_PASSPHRASE}\n  - name: s3-eu", "{}\n  - name: s3-eu"))
-    assert any("repositories[0].encryption.passphrase: a secret reference needs exactly one" in p for p in problems)
+    problems = _problems(
+        estate_dir,
+        GOOD.replace("{env: DRD_TEST_PASSPHRASE}\n  - name: s3-eu", "{}\n  - name: s3-eu"),
+    )
+    assert any(
+        "repositories[0].encryption.passphrase: a secret reference needs exactly one" in p
+        for p in problems
+    )
 
 
 def test_invalid_yaml_reports_line(estate_dir: Path) -> None:
@@ -152,7 +166,9 @@ def test_invalid_yaml_reports_line(estate_dir: Path) -> None:
 
 def test_duplicate_keys_are_refused(estate_dir: Path) -> None:
     """A key given twice is an error (YAML would silently keep the last one)."""
-    problems = _problems(estate_dir, GOOD.replace("state_dir: state\n", "state_dir: state\nstate_dir: other\n"))
+    problems = _problems(
+        estate_dir, GOOD.replace("state_dir: state\n", "state_dir: state\nstate_dir: other\n")
+    )
     assert problems == [f"{estate_dir / 'drd.yaml'}:3: invalid YAML: duplicate key 'state_dir'"]
 
 
@@ -162,7 +178,11 @@ def test_many_problems_reported_together(estate_dir: Path) -> None:
     text = text.replace("primary: {port: 5432}", "primary: {port: 99999}")
     problems = _problems(estate_dir, text)
     paths = sorted(p.split(": ")[1] for p in problems)
-    assert paths == ["workloads[0].postgres.primary.port", "workloads[1].repository", "workloads[2].tier"]
+    assert paths == [
+        "workloads[0].postgres.primary.port",
+        "workloads[1].repository",
+        "workloads[2].tier",
+    ]
 
 
 def test_discriminated_union_paths_skip_the_tag(estate_dir: Path) -> None:
@@ -180,7 +200,10 @@ def test_unknown_repository_type(estate_dir: Path) -> None:
 
 def test_password_in_catalog_url_is_refused(estate_dir: Path) -> None:
     """A password inside the catalog URL is an error pointing to catalog_password."""
-    problems = _problems(estate_dir, GOOD.replace("version: 1\n", "version: 1\ncatalog: postgresql://drd:hunter22@db/drd\n"))
+    problems = _problems(
+        estate_dir,
+        GOOD.replace("version: 1\n", "version: 1\ncatalog: postgresql://drd:hunter22@db/drd\n"),
+    )
     assert len(problems) == 1
     assert "catalog_password" in problems[0]
     assert "hunter22" not in problems[0]

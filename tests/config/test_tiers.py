@@ -112,3 +112,11 @@ def test_tier_name_must_match_file(tmp_path: Path) -> None:
     assert len(problems) == 1
     assert problems[0].path == "name"
     assert "must match the file name" in problems[0].message
+
+
+def test_config_reference_is_up_to_date() -> None:
+    """docs/config-reference.md is what the models generate (run `make docs` after changes)."""
+    from drd.config.reference import render
+
+    committed = (TIERS.parent / "docs" / "config-reference.md").read_text()
+    assert committed == render(), "run `make docs` to regenerate docs/config-reference.md"
