@@ -38,17 +38,19 @@ def canonical_json(value: Any) -> str:
     )
 
 
-def sanitize_details(details: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``details`` with secrets masked and values normalized to plain JSON types.
+def sanitize_json(value: Any) -> Any:
+    """``value`` with secrets masked, normalized to plain JSON types.
 
     Secret-looking keys are masked whatever their value, registered secret values are
-    masked anywhere; tuples become lists and unknown types their (redacted) ``str``.
+    masked anywhere; tuples become lists, unknown types their (redacted) ``str``.
     """
-    if not details:
-        return {}
-    masked = redact_value("details", {str(k): v for k, v in details.items()})
-    normalized: dict[str, Any] = json.loads(canonical_json(masked))
-    return normalized
+    return json.loads(canonical_json(redact_value("value", value)))
+
+
+def sanitize_details(details: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A details mapping through ``sanitize_json`` (``{}`` for None)."""
+    clean: dict[str, Any] = sanitize_json({str(k): v for k, v in (details or {}).items()})
+    return clean
 
 
 def parse_details(text: str, seq: int) -> dict[str, Any]:

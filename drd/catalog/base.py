@@ -23,6 +23,7 @@ from drd.catalog.records import (
     IncidentRecord,
     IncidentStatus,
     Run,
+    RunStatus,
     SnapshotRecord,
 )
 
@@ -128,7 +129,7 @@ class Catalog(ABC):
         workload: str | None = None,
         kind: str | None = None,
         *,
-        status: str | None = None,
+        status: RunStatus | None = None,
         limit: int = 100,
     ) -> list[Run]: ...
 

@@ -3,7 +3,7 @@
 Statements use ``?`` placeholders and only SQL that SQLite (>= 3.35) and PostgreSQL
 (>= 13) both understand (``ON CONFLICT ... DO UPDATE``, ``RETURNING``). What differs
 is behind ``Dialect`` (type names, value conversions) and the backend's ``_session``
-(transactions, locking, error wrapping).
+(transactions, locking, error wrapping). Record <-> row mapping is in ``tables``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,30 +29,16 @@ from drd.catalog.records import (
     IncidentRecord,
     IncidentStatus,
     Run,
+    RunStatus,
     SnapshotRecord,
     to_utc,
 )
+from drd.catalog.tables import BACKUPS, DRILLS, INCIDENTS, RUNS, SNAPSHOTS, Table
 from drd.errors import CatalogError
 from drd.log import get_logger
 
 log = get_logger("drd.catalog")
 
-Row = tuple[Any, ...]
-
-_RUN = "id, kind, workload, status, started_at, finished_at, error, details"
-_BACKUP = (
-    "id, workload, stanza, repository, label, type, started_at, stopped_at, "
-    "lsn_start, lsn_stop, wal_start, wal_stop, size, repo_size, run_id"
-)
-_SNAPSHOT = (
-    "id, workload, repository, created_at, files, bytes, added_bytes, parent, "
-    "db_restore_point, tags, run_id"
-)
-_DRILL = (
-    "id, workload, t0, started_at, status, finished_at, measured_rpo_seconds, "
-    "measured_rto_seconds, phases, verdict, details, run_id"
-)
-_INCIDENT = "id, workload, kind, status, started_at, operator, reason, plan, finished_at, outcome"
 _AUDIT = "seq, ts, actor, action, subject, details, prev_hash, hash"
 _AUDIT_PAGE = 1000
 
@@ -105,127 +92,38 @@ class SqlCatalog(Catalog):
                 to_version=after,
             )
 
-    # -- conversions --------------------------------------------------------------------
+    # -- generic helpers ----------------------------------------------------------------
 
-    def _ts(self, value: datetime | None) -> Any:
-        return None if value is None else self._dialect.ts_param(value)
-
-    def _ts_out(self, value: Any) -> datetime | None:
-        return None if value is None else self._dialect.ts_value(value)
-
-    def _json(self, value: Mapping[str, Any] | None) -> Any:
-        return self._dialect.json_param(audit.sanitize_details(value))
-
-    def _run(self, row: Row) -> Run:
-        d = self._dialect
-        return Run(
-            id=int(row[0]),
-            kind=row[1],
-            workload=row[2],
-            status=row[3],
-            started_at=d.ts_value(row[4]),
-            finished_at=self._ts_out(row[5]),
-            error=row[6],
-            details=d.json_value(row[7]),
-        )
-
-    def _backup(self, row: Row) -> BackupRecord:
-        d = self._dialect
-        return BackupRecord(
-            id=int(row[0]),
-            workload=row[1],
-            stanza=row[2],
-            repository=row[3],
-            label=row[4],
-            type=row[5],
-            started_at=d.ts_value(row[6]),
-            stopped_at=d.ts_value(row[7]),
-            lsn_start=row[8],
-            lsn_stop=row[9],
-            wal_start=row[10],
-            wal_stop=row[11],
-            size=row[12],
-            repo_size=row[13],
-            run_id=row[14],
-        )
-
-    def _snapshot(self, row: Row) -> SnapshotRecord:
-        d = self._dialect
-        restore_point = None if row[8] is None else d.json_value(row[8])
-        return SnapshotRecord(
-            id=row[0],
-            workload=row[1],
-            repository=row[2],
-            created_at=d.ts_value(row[3]),
-            files=int(row[4]),
-            bytes=int(row[5]),
-            added_bytes=int(row[6]),
-            parent=row[7],
-            db_restore_point=restore_point,
-            tags=tuple(d.json_value(row[9])),
-            run_id=row[10],
-        )
-
-    def _drill(self, row: Row) -> DrillRecord:
-        d = self._dialect
-        return DrillRecord(
-            id=int(row[0]),
-            workload=row[1],
-            t0=d.ts_value(row[2]),
-            started_at=d.ts_value(row[3]),
-            status=row[4],
-            finished_at=self._ts_out(row[5]),
-            measured_rpo_seconds=row[6],
-            measured_rto_seconds=row[7],
-            phases=d.json_value(row[8]),
-            verdict=row[9],
-            details=d.json_value(row[10]),
-            run_id=row[11],
-        )
-
-    def _incident(self, row: Row) -> IncidentRecord:
-        d = self._dialect
-        return IncidentRecord(
-            id=int(row[0]),
-            workload=row[1],
-            kind=row[2],
-            status=row[3],
-            started_at=d.ts_value(row[4]),
-            operator=row[5],
-            reason=row[6],
-            plan=d.json_value(row[7]),
-            finished_at=self._ts_out(row[8]),
-            outcome=row[9],
-        )
-
-    def _audit(self, row: Row) -> AuditEntry:
-        return AuditEntry(
-            seq=int(row[0]),
-            ts=self._dialect.ts_value(row[1]),
-            actor=row[2],
-            action=row[3],
-            subject=row[4],
-            details=audit.parse_details(row[5], int(row[0])),
-            prev_hash=row[6],
-            hash=row[7],
-        )
-
-    def _select(self, what: str, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+    def _select(self, what: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._session(what) as s:
             return s.execute(sql, params)
+
+    def _find(
+        self, table: Table, order: str, limit: int | None = None, **filters: Any
+    ) -> list[Any]:
+        where, params = _where(**filters)
+        sql = f"SELECT {table.select_list} FROM {table.name}{where} ORDER BY {order}{_limit(limit)}"
+        rows = self._select(f"read {table.name}", sql, params)
+        return [table.from_row(self._dialect, row) for row in rows]
+
+    def _store(self, what: str, table: Table, record: Any) -> Any:
+        """Insert (or upsert, for tables with a key) one record; the stored record."""
+        with self._session(what, write=True) as s:
+            rows = s.execute(table.insert_sql(), table.params(self._dialect, record))
+        return table.from_row(self._dialect, rows[0])
+
+    def _delete(self, what: str, table: Table, **key: Any) -> bool:
+        where, params = _where(**key)
+        with self._session(what, write=True) as s:
+            return bool(s.execute(f"DELETE FROM {table.name}{where} RETURNING 1", params))
 
     # -- runs ------------------------------------------------------------------------
 
     def start_run(
         self, kind: str, workload: str | None, details: Mapping[str, Any] | None = None
     ) -> int:
-        with self._session("start_run", write=True) as s:
-            rows = s.execute(
-                "INSERT INTO runs (kind, workload, status, started_at, details) "
-                "VALUES (?, ?, 'running', ?, ?) RETURNING id",
-                (kind, workload, self._ts(self._now()), self._json(details)),
-            )
-        return int(rows[0][0])
+        run = Run(0, kind, workload, "running", self._now(), details=dict(details or {}))
+        return int(self._store("start_run", RUNS, run).id)
 
     def finish_run(
         self,
@@ -236,238 +134,116 @@ class SqlCatalog(Catalog):
     ) -> Run:
         if status not in ("succeeded", "failed"):
             raise ValueError(f"a run finishes as 'succeeded' or 'failed' (got {status!r})")
+        d = self._dialect
         with self._session("finish_run", write=True) as s:
             rows = s.execute(
-                f"SELECT {_RUN} FROM runs WHERE id = ?{self._dialect.for_update}", (run_id,)
+                f"SELECT {RUNS.select_list} FROM runs WHERE id = ?{d.for_update}", (run_id,)
             )
             if not rows:
                 raise CatalogError(f"run {run_id} is not in catalog {self.location}")
-            run = self._run(rows[0])
+            run: Run = RUNS.from_row(d, rows[0])
             if run.status != "running":
                 if run.status == status:
                     return run
                 raise CatalogError(
                     f"run {run_id} already finished as {run.status}; cannot mark it {status}"
                 )
-            merged = {**run.details, **audit.sanitize_details(details)}
+            merged = {**run.details, **(details or {})}
             rows = s.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, error = ?, details = ? "
-                f"WHERE id = ? RETURNING {_RUN}",
+                f"WHERE id = ? RETURNING {RUNS.select_list}",
                 (
                     status,
-                    self._ts(self._now()),
+                    d.ts_param(self._now()),
                     None if error is None else audit.sanitize_text(error),
-                    self._json(merged),
+                    d.json_param(audit.sanitize_json(merged)),
                     run_id,
                 ),
             )
-        return self._run(rows[0])
+        result: Run = RUNS.from_row(d, rows[0])
+        return result
 
     def get_run(self, run_id: int) -> Run | None:
-        rows = self._select("get_run", f"SELECT {_RUN} FROM runs WHERE id = ?", (run_id,))
-        return self._run(rows[0]) if rows else None
+        found: list[Run] = self._find(RUNS, "id", id=run_id)
+        return found[0] if found else None
 
     def list_runs(
         self,
         workload: str | None = None,
         kind: str | None = None,
         *,
-        status: str | None = None,
+        status: RunStatus | None = None,
         limit: int = 100,
     ) -> list[Run]:
-        where, params = _where(workload=workload, kind=kind, status=status)
-        sql = f"SELECT {_RUN} FROM runs{where} ORDER BY started_at DESC, id DESC{_limit(limit)}"
-        return [self._run(row) for row in self._select("list_runs", sql, params)]
+        order = "started_at DESC, id DESC"
+        return self._find(RUNS, order, limit, workload=workload, kind=kind, status=status)
 
-    # -- database backups -------------------------------------------------------------
+    # -- database backups, snapshots, drills: idempotent upserts --------------------------
 
     def record_backup(self, backup: BackupRecord) -> BackupRecord:
-        b = backup
-        with self._session("record_backup", write=True) as s:
-            rows = s.execute(
-                "INSERT INTO db_backups (workload, stanza, repository, label, type, started_at, "
-                "stopped_at, lsn_start, lsn_stop, wal_start, wal_stop, size, repo_size, run_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (repository, stanza, label) DO UPDATE SET "
-                "workload = excluded.workload, type = excluded.type, "
-                "started_at = excluded.started_at, stopped_at = excluded.stopped_at, "
-                "lsn_start = excluded.lsn_start, lsn_stop = excluded.lsn_stop, "
-                "wal_start = excluded.wal_start, wal_stop = excluded.wal_stop, "
-                "size = excluded.size, repo_size = excluded.repo_size, "
-                "run_id = COALESCE(excluded.run_id, db_backups.run_id) "
-                f"RETURNING {_BACKUP}",
-                (
-                    b.workload,
-                    b.stanza,
-                    b.repository,
-                    b.label,
-                    b.type,
-                    self._ts(b.started_at),
-                    self._ts(b.stopped_at),
-                    b.lsn_start,
-                    b.lsn_stop,
-                    b.wal_start,
-                    b.wal_stop,
-                    b.size,
-                    b.repo_size,
-                    b.run_id,
-                ),
-            )
-        return self._backup(rows[0])
+        stored: BackupRecord = self._store("record_backup", BACKUPS, backup)
+        return stored
 
     def list_backups(
         self, workload: str | None = None, *, limit: int | None = None
     ) -> list[BackupRecord]:
-        where, params = _where(workload=workload)
-        sql = (
-            f"SELECT {_BACKUP} FROM db_backups{where} "
-            f"ORDER BY stopped_at DESC, id DESC{_limit(limit)}"
-        )
-        return [self._backup(row) for row in self._select("list_backups", sql, params)]
+        return self._find(BACKUPS, "stopped_at DESC, id DESC", limit, workload=workload)
 
     def latest_backup(
         self, workload: str, *, type: BackupType | None = None
     ) -> BackupRecord | None:
-        where, params = _where(workload=workload, type=type)
-        sql = f"SELECT {_BACKUP} FROM db_backups{where} ORDER BY stopped_at DESC, id DESC LIMIT 1"
-        rows = self._select("latest_backup", sql, params)
-        return self._backup(rows[0]) if rows else None
+        found = self._find(BACKUPS, "stopped_at DESC, id DESC", 1, workload=workload, type=type)
+        return found[0] if found else None
 
     def forget_backup(self, repository: str, stanza: str, label: str) -> bool:
-        with self._session("forget_backup", write=True) as s:
-            rows = s.execute(
-                "DELETE FROM db_backups WHERE repository = ? AND stanza = ? AND label = ? "
-                "RETURNING id",
-                (repository, stanza, label),
-            )
-        return bool(rows)
-
-    # -- filestore snapshots -------------------------------------------------------------
+        return self._delete(
+            "forget_backup", BACKUPS, repository=repository, stanza=stanza, label=label
+        )
 
     def record_snapshot(self, snapshot: SnapshotRecord) -> SnapshotRecord:
-        n = snapshot
-        restore_point = None if n.db_restore_point is None else self._json(n.db_restore_point)
-        with self._session("record_snapshot", write=True) as s:
-            rows = s.execute(
-                "INSERT INTO snapshots (id, workload, repository, created_at, files, bytes, "
-                "added_bytes, parent, db_restore_point, tags, run_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (repository, id) DO UPDATE SET "
-                "workload = excluded.workload, created_at = excluded.created_at, "
-                "files = excluded.files, bytes = excluded.bytes, "
-                "added_bytes = excluded.added_bytes, parent = excluded.parent, "
-                "db_restore_point = excluded.db_restore_point, tags = excluded.tags, "
-                "run_id = COALESCE(excluded.run_id, snapshots.run_id) "
-                f"RETURNING {_SNAPSHOT}",
-                (
-                    n.id,
-                    n.workload,
-                    n.repository,
-                    self._ts(n.created_at),
-                    n.files,
-                    n.bytes,
-                    n.added_bytes,
-                    n.parent,
-                    restore_point,
-                    self._dialect.json_param([str(tag) for tag in n.tags]),
-                    n.run_id,
-                ),
-            )
-        return self._snapshot(rows[0])
+        stored: SnapshotRecord = self._store("record_snapshot", SNAPSHOTS, snapshot)
+        return stored
 
     def list_snapshots(
         self, workload: str | None = None, *, limit: int | None = None
     ) -> list[SnapshotRecord]:
-        where, params = _where(workload=workload)
-        sql = (
-            f"SELECT {_SNAPSHOT} FROM snapshots{where} "
-            f"ORDER BY created_at DESC, id DESC{_limit(limit)}"
-        )
-        return [self._snapshot(row) for row in self._select("list_snapshots", sql, params)]
+        return self._find(SNAPSHOTS, "created_at DESC, id DESC", limit, workload=workload)
 
     def latest_snapshot(self, workload: str) -> SnapshotRecord | None:
         found = self.list_snapshots(workload, limit=1)
         return found[0] if found else None
 
     def forget_snapshot(self, repository: str, snapshot_id: str) -> bool:
-        with self._session("forget_snapshot", write=True) as s:
-            rows = s.execute(
-                "DELETE FROM snapshots WHERE repository = ? AND id = ? RETURNING id",
-                (repository, snapshot_id),
-            )
-        return bool(rows)
-
-    # -- drills --------------------------------------------------------------------------
+        return self._delete("forget_snapshot", SNAPSHOTS, repository=repository, id=snapshot_id)
 
     def record_drill(self, drill: DrillRecord) -> DrillRecord:
-        r = drill
-        with self._session("record_drill", write=True) as s:
-            rows = s.execute(
-                "INSERT INTO drills (workload, t0, started_at, status, finished_at, "
-                "measured_rpo_seconds, measured_rto_seconds, phases, verdict, details, run_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (workload, started_at) DO UPDATE SET "
-                "t0 = excluded.t0, status = excluded.status, finished_at = excluded.finished_at, "
-                "measured_rpo_seconds = excluded.measured_rpo_seconds, "
-                "measured_rto_seconds = excluded.measured_rto_seconds, "
-                "phases = excluded.phases, verdict = excluded.verdict, "
-                "details = excluded.details, run_id = COALESCE(excluded.run_id, drills.run_id) "
-                f"RETURNING {_DRILL}",
-                (
-                    r.workload,
-                    self._ts(r.t0),
-                    self._ts(r.started_at),
-                    r.status,
-                    self._ts(r.finished_at),
-                    r.measured_rpo_seconds,
-                    r.measured_rto_seconds,
-                    self._json(r.phases),
-                    r.verdict,
-                    self._json(r.details),
-                    r.run_id,
-                ),
-            )
-        return self._drill(rows[0])
+        stored: DrillRecord = self._store("record_drill", DRILLS, drill)
+        return stored
 
     def list_drills(
         self, workload: str | None = None, *, limit: int | None = None
     ) -> list[DrillRecord]:
-        where, params = _where(workload=workload)
-        sql = f"SELECT {_DRILL} FROM drills{where} ORDER BY started_at DESC, id DESC{_limit(limit)}"
-        return [self._drill(row) for row in self._select("list_drills", sql, params)]
+        return self._find(DRILLS, "started_at DESC, id DESC", limit, workload=workload)
 
     def latest_drill(
         self, workload: str, *, status: DrillStatus | None = None
     ) -> DrillRecord | None:
-        where, params = _where(workload=workload, status=status)
-        sql = f"SELECT {_DRILL} FROM drills{where} ORDER BY started_at DESC, id DESC LIMIT 1"
-        rows = self._select("latest_drill", sql, params)
-        return self._drill(rows[0]) if rows else None
+        found = self._find(DRILLS, "started_at DESC, id DESC", 1, workload=workload, status=status)
+        return found[0] if found else None
 
     # -- incidents -------------------------------------------------------------------------
 
     def record_incident(self, incident: IncidentRecord) -> IncidentRecord:
-        i = incident
-        if i.id is not None:
+        if incident.id is not None:
             raise ValueError("record_incident inserts a new incident: id must be None")
-        with self._session("record_incident", write=True) as s:
-            rows = s.execute(
-                "INSERT INTO incidents (workload, kind, status, started_at, operator, reason, "
-                f"plan, finished_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                f"RETURNING {_INCIDENT}",
-                (
-                    i.workload,
-                    i.kind,
-                    i.status,
-                    self._ts(i.started_at),
-                    audit.sanitize_text(i.operator),
-                    audit.sanitize_text(i.reason),
-                    self._json(i.plan),
-                    self._ts(i.finished_at),
-                    None if i.outcome is None else audit.sanitize_text(i.outcome),
-                ),
-            )
-        return self._incident(rows[0])
+        clean = replace(
+            incident,
+            operator=audit.sanitize_text(incident.operator),
+            reason=audit.sanitize_text(incident.reason),
+            outcome=None if incident.outcome is None else audit.sanitize_text(incident.outcome),
+        )
+        stored: IncidentRecord = self._store("record_incident", INCIDENTS, clean)
+        return stored
 
     def update_incident(
         self,
@@ -478,52 +254,44 @@ class SqlCatalog(Catalog):
         outcome: str | None = None,
         plan: Mapping[str, Any] | None = None,
     ) -> IncidentRecord:
+        d = self._dialect
         with self._session("update_incident", write=True) as s:
             rows = s.execute(
-                f"SELECT {_INCIDENT} FROM incidents WHERE id = ?{self._dialect.for_update}",
+                f"SELECT {INCIDENTS.select_list} FROM incidents WHERE id = ?{d.for_update}",
                 (incident_id,),
             )
             if not rows:
                 raise CatalogError(f"incident {incident_id} is not in catalog {self.location}")
-            old = self._incident(rows[0])
-            new = IncidentRecord(  # validates status and finished_at before writing
-                workload=old.workload,
-                kind=old.kind,
+            old: IncidentRecord = INCIDENTS.from_row(d, rows[0])
+            new = replace(  # validates status and finished_at before anything is written
+                old,
                 status=status or old.status,
-                started_at=old.started_at,
-                operator=old.operator,
-                reason=old.reason,
                 plan=old.plan if plan is None else dict(plan),
                 finished_at=finished_at or old.finished_at,
                 outcome=old.outcome if outcome is None else audit.sanitize_text(outcome),
             )
             rows = s.execute(
                 "UPDATE incidents SET status = ?, plan = ?, finished_at = ?, outcome = ? "
-                f"WHERE id = ? RETURNING {_INCIDENT}",
+                f"WHERE id = ? RETURNING {INCIDENTS.select_list}",
                 (
                     new.status,
-                    self._json(new.plan),
-                    self._ts(new.finished_at),
+                    d.json_param(audit.sanitize_json(new.plan)),
+                    None if new.finished_at is None else d.ts_param(new.finished_at),
                     new.outcome,
                     incident_id,
                 ),
             )
-        return self._incident(rows[0])
+        result: IncidentRecord = INCIDENTS.from_row(d, rows[0])
+        return result
 
     def get_incident(self, incident_id: int) -> IncidentRecord | None:
-        sql = f"SELECT {_INCIDENT} FROM incidents WHERE id = ?"
-        rows = self._select("get_incident", sql, (incident_id,))
-        return self._incident(rows[0]) if rows else None
+        found: list[IncidentRecord] = self._find(INCIDENTS, "id", id=incident_id)
+        return found[0] if found else None
 
     def list_incidents(
         self, workload: str | None = None, *, limit: int | None = None
     ) -> list[IncidentRecord]:
-        where, params = _where(workload=workload)
-        sql = (
-            f"SELECT {_INCIDENT} FROM incidents{where} "
-            f"ORDER BY started_at DESC, id DESC{_limit(limit)}"
-        )
-        return [self._incident(row) for row in self._select("list_incidents", sql, params)]
+        return self._find(INCIDENTS, "started_at DESC, id DESC", limit, workload=workload)
 
     # -- audit log -------------------------------------------------------------------------
 
@@ -547,7 +315,7 @@ class SqlCatalog(Catalog):
                 f"INSERT INTO audit_log ({_AUDIT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     entry.seq,
-                    self._ts(entry.ts),
+                    self._dialect.ts_param(entry.ts),
                     entry.actor,
                     entry.action,
                     entry.subject,
@@ -560,7 +328,19 @@ class SqlCatalog(Catalog):
 
     def audit_entries(self, since_seq: int = 0, *, limit: int | None = None) -> list[AuditEntry]:
         sql = f"SELECT {_AUDIT} FROM audit_log WHERE seq > ? ORDER BY seq{_limit(limit)}"
-        return [self._audit(row) for row in self._select("audit_entries", sql, (since_seq,))]
+        return [
+            AuditEntry(
+                seq=int(row[0]),
+                ts=self._dialect.ts_value(row[1]),
+                actor=row[2],
+                action=row[3],
+                subject=row[4],
+                details=audit.parse_details(row[5], int(row[0])),
+                prev_hash=row[6],
+                hash=row[7],
+            )
+            for row in self._select("audit_entries", sql, (since_seq,))
+        ]
 
     def _all_audit_entries(self) -> Iterator[AuditEntry]:
         after = 0
