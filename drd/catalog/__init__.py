@@ -37,6 +37,7 @@ from drd.catalog.records import (
     SnapshotRecord,
 )
 from drd.catalog.sqlite import SqliteCatalog
+from drd.config.models import DrdConfig
 from drd.errors import CatalogError
 from drd.redact import redact
 
@@ -57,6 +58,7 @@ __all__ = [
     "RunStatus",
     "SnapshotRecord",
     "open_catalog",
+    "open_configured",
 ]
 
 
@@ -81,3 +83,9 @@ def open_catalog(url: str, *, password: SecretStr | None = None) -> Catalog:
         f"unsupported catalog URL {redact(url)!r}",
         hint="use sqlite:///absolute/path or postgresql://user@host:port/dbname",
     )
+
+
+def open_configured(config: DrdConfig) -> Catalog:
+    """The catalog a config names: SQLite under ``state_dir`` unless a URL is set."""
+    password = config.catalog_password.get() if config.catalog_password else None
+    return open_catalog(config.catalog_url(), password=password)

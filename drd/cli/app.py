@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from drd import __version__, log
-from drd.cli import config_cmd, status_cmd
+from drd.cli import catalog_cmd, config_cmd, status_cmd
 from drd.cli.context import AppState, default_config_path
 from drd.cli.output import OutputFormat
 from drd.errors import EXIT_CODES, EXIT_INTERRUPTED, ConfigError, DrdError
@@ -32,6 +32,7 @@ app = typer.Typer(
     + "; ".join(f"{code} {meaning.split(' (')[0]}" for code, meaning in EXIT_CODES.items()),
 )
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(catalog_cmd.app, name="catalog")
 app.command("status")(status_cmd.status)
 
 

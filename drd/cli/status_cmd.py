@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from drd.catalog import open_catalog
+from drd.catalog import open_configured
 from drd.cli.context import state
 from drd.cli.output import OutputFormat, write_json, write_table
 from drd.status import estate_status
@@ -28,8 +28,7 @@ def status(ctx: typer.Context) -> None:
     """Show each workload's tier, primary state, live archive age (RPO exposure) and verdict."""
     st = state(ctx)
     estate = st.estate()
-    password = estate.config.catalog_password.get() if estate.config.catalog_password else None
-    with open_catalog(estate.config.catalog_url(), password=password) as catalog:
+    with open_configured(estate.config) as catalog:
         rows = [s.as_dict() for s in estate_status(estate, catalog)]
     if st.output is OutputFormat.json:
         write_json({"config": str(estate.path), "workloads": rows})

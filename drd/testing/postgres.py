@@ -251,8 +251,13 @@ class PgCluster:
         def archived() -> bool:
             last = str(self.scalar("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver"))
             # Segment names are TTTTTTTT + 16 hex digits of position; positions only grow,
-            # across timelines too. History files ("00000002.history") are not segments.
-            return len(last) == 24 and last[8:] >= segment[8:]
+            # across timelines too. A backup history file ("<segment>.00000028.backup") is
+            # archived after its segment; a timeline history file ("00000002.history") says
+            # nothing about positions.
+            name = last[:24]
+            if len(name) < 24 or not all(c in "0123456789ABCDEF" for c in name):
+                return False
+            return name[8:] >= segment[8:]
 
         try:
             wait_until(archived, timeout=timeout, what=f"WAL segment {segment} to be archived")

@@ -26,6 +26,9 @@ def _prove_backup_and_restore(
     cluster.execute("INSERT INTO orders SELECT g, 'before-' || g FROM generate_series(1, 500) g")
     stanza.stanza_create()
     stanza.backup("full")
+    # Right after a backup the newest archived file is the backup history file
+    # ("<segment>.<offset>.backup"); waiting for a switch must still see it as archived.
+    cluster.switch_wal_and_wait_archived(timeout=30)
 
     # Written after the backup: only WAL replay can bring these back.
     cluster.execute("INSERT INTO orders SELECT g, 'after-' || g FROM generate_series(501, 750) g")
