@@ -28,6 +28,7 @@ from drd.catalog.sql import SqlCatalog
 from drd.errors import CatalogError
 from drd.log import get_logger
 from drd.redact import redact
+from drd.retry import RetryPolicy
 
 log = get_logger("drd.catalog")
 
@@ -129,7 +130,7 @@ class SqliteCatalog(SqlCatalog):
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             conn.execute("PRAGMA foreign_keys = ON")
             if self.path != MEMORY:
-                mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+                mode = _enable_wal(conn, busy_timeout)
         except sqlite3.Error as exc:
             conn.close()
             raise CatalogError(f"cannot open {where}: {_reason(exc)}") from exc
@@ -171,3 +172,21 @@ class SqliteCatalog(SqlCatalog):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _enable_wal(conn: sqlite3.Connection, busy_timeout: float) -> str:
+    """Switch to WAL, retrying while another opener holds the lock.
+
+    Changing the journal mode can fail at once with "database is locked" without
+    going through the busy handler (seen when several processes open a new catalog
+    together), so the busy timeout alone does not cover it.
+    """
+    policy = RetryPolicy(
+        attempts=1000,
+        deadline=busy_timeout,
+        base_delay=0.01,
+        max_delay=0.2,
+        retryable=lambda exc: isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc),
+    )
+    row = policy.call(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+    return str(row[0]).lower()
