@@ -74,12 +74,20 @@ def _global_options(
     )
 
 
+def _requested_log_level(argv: list[str]) -> str | None:
+    """The --log-level value from raw arguments (errors can happen before parsing ends)."""
+    for index, arg in enumerate(argv):
+        if arg.startswith("--log-level="):
+            return arg.split("=", 1)[1].lower()
+        if arg == "--log-level" and index + 1 < len(argv):
+            return argv[index + 1].lower()
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (``sys.exit`` is left to the console script)."""
     command = typer.main.get_command(app)
-    debug = "--log-level=debug" in (argv or sys.argv) or (
-        "debug" in (argv or sys.argv) and "--log-level" in (argv or sys.argv)
-    )
+    debug = _requested_log_level(sys.argv[1:] if argv is None else argv) == "debug"
     try:
         result = command.main(args=argv, prog_name="drd", standalone_mode=False)
     except typer.Exit as exc:

@@ -128,3 +128,27 @@ def test_exit_code_table_is_documented() -> None:
     doc = (ROOT / "docs" / "configuration.md").read_text()
     for code, meaning in EXIT_CODES.items():
         assert f"| {code} |" in doc, f"exit code {code} ({meaning}) is not documented"
+
+
+def test_traceback_only_at_debug(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], passphrase: str
+) -> None:
+    """A DrdError is one line normally; --log-level debug adds the traceback."""
+    from drd.testing.processes import free_port
+
+    text = EXAMPLE.read_text().replace("tiers_dir: ../../tiers", f"tiers_dir: {ROOT / 'tiers'}")
+    text = text.replace(
+        "state_dir: /var/lib/drd",
+        f"state_dir: {tmp_path}\ncatalog: postgresql://drd@127.0.0.1:{free_port()}/drd",
+    )
+    config = tmp_path / "drd.yaml"
+    config.write_text(text)
+    assert main(["--config", str(config), "catalog", "info"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("drd: error: ")
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert main(["--log-level", "debug", "--config", str(config), "catalog", "info"]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err
+    assert err.strip().splitlines()[-1].startswith("drd: error: ")
