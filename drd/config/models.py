@@ -128,22 +128,15 @@ class Workload(StrictModel):
     filestore: Filestore | None = None
     odoo: Odoo | None = None
 
-    @field_validator("tier")
+    @field_validator("tier", "repository")
     @classmethod
-    def _known_tier(cls, value: str, info: ValidationInfo) -> str:
-        tiers = (info.context or {}).get("tiers")
-        if tiers is not None and value not in tiers:
-            known = ", ".join(sorted(tiers)) or "none"
-            raise ValueError(f"unknown tier {value!r} (known: {known})")
-        return value
-
-    @field_validator("repository")
-    @classmethod
-    def _known_repository(cls, value: str, info: ValidationInfo) -> str:
-        repos = (info.context or {}).get("repositories")
-        if repos is not None and value not in repos:
-            known = ", ".join(sorted(repos)) or "none"
-            raise ValueError(f"unknown repository {value!r} (known: {known})")
+    def _known_name(cls, value: str, info: ValidationInfo) -> str:
+        """Cross-reference: the loader passes the known tier/repository names in context."""
+        kind = "tier" if info.field_name == "tier" else "repository"
+        known_names = (info.context or {}).get("tiers" if kind == "tier" else "repositories")
+        if known_names is not None and value not in known_names:
+            known = ", ".join(sorted(n for n in known_names if n)) or "none"
+            raise ValueError(f"unknown {kind} {value!r} (known: {known})")
         return value
 
     def stanza(self) -> str:
