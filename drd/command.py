@@ -75,7 +75,7 @@ def run(
 ) -> CommandResult:
     """Run a program and wait for it, within ``timeout`` seconds."""
     argv = [*as_user_prefix(user), *map(str, args)]
-    _refuse_secrets_in(argv)
+    _refuse_secrets_in(argv, Path(str(args[0])).name)
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
@@ -132,11 +132,11 @@ def run(
     return CommandResult(tuple(argv), rc, stdout, stderr, duration)
 
 
-def _refuse_secrets_in(argv: Sequence[str]) -> None:
+def _refuse_secrets_in(argv: Sequence[str], program: str) -> None:
     for arg in argv:
         if redact(arg) != arg and MASK not in arg:
             raise DrdError(
-                f"refusing to pass a secret on the command line of {Path(argv[0]).name}",
+                f"refusing to pass a secret on the command line of {program}",
                 hint="pass it through the environment or a mode-600 config file",
             )
 

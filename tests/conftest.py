@@ -16,6 +16,7 @@ import pytest
 
 from drd import log, redact
 from drd.testing import REGISTRY, PgCluster, S3Endpoint, Scratch
+from drd.testing.estate import EstateBuilder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,3 +86,9 @@ def pg_database(shared_pg: PgCluster) -> str:
     name = f"t_{uuid.uuid4().hex[:12]}"
     shared_pg.execute(f'CREATE DATABASE "{name}"')
     return f"postgresql://postgres@127.0.0.1:{shared_pg.port}/{name}"
+
+
+@pytest.fixture
+def estate_builder(scratch: Scratch) -> EstateBuilder:
+    """Builds a drd config for harness clusters (see drd.testing.estate)."""
+    return EstateBuilder(scratch, name=f"estate-{uuid.uuid4().hex[:8]}")

@@ -106,6 +106,10 @@ class WorkloadPostgres(StrictModel):
         default=None, description="pgBackRest stanza; default: workload name"
     )
     os_user: str = Field(default="postgres", description="OS user that owns pgdata")
+    socket_dir: Path = Field(
+        default=Path("/var/run/postgresql"),
+        description="unix socket directory pgBackRest uses to reach the local server",
+    )
     bin_dir: Path = Field(default=DEFAULT_PG_BIN, description="PostgreSQL server binaries")
     process_max: int = Field(default=2, ge=1, le=64, description="pgBackRest process-max")
 

@@ -1,0 +1,131 @@
+"""A real estate for tests: a harness cluster described by a drd config file.
+
+``EstateBuilder`` writes a config (state dir in the scratch area so the PostgreSQL OS
+user can reach its pgBackRest files) with one workload per cluster, on a filesystem
+repository or on the harness S3 endpoint, and returns the loaded ``Estate``. Then
+``start_protected`` generates the workload's pgBackRest config the way drd does,
+initdb's the cluster archiving through it, starts it and creates the stanza.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drd.config import Estate, load
+from drd.pgbackrest.runner import Pgbackrest
+from drd.pgbackrest.stanza import StanzaConfig, write_config
+from drd.testing.postgres import PgCluster
+from drd.testing.processes import Scratch
+from drd.testing.s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Endpoint
+
+TIERS = Path(__file__).resolve().parents[2] / "tiers"
+PASSPHRASE_ENV = "DRD_TEST_REPO_PASSPHRASE"  # noqa: S105 - a variable name
+S3_KEY_ENV = "DRD_TEST_S3_KEY"
+S3_SECRET_ENV = "DRD_TEST_S3_SECRET"  # noqa: S105 - a variable name
+
+
+@dataclass
+class EstateBuilder:
+    scratch: Scratch
+    name: str = "estate"
+    passphrase: str = "test-repository-passphrase"
+    repositories: list[dict[str, Any]] = field(default_factory=list)
+    workloads: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        os.environ[PASSPHRASE_ENV] = self.passphrase
+        os.environ.setdefault(S3_KEY_ENV, ACCESS_KEY)
+        os.environ.setdefault(S3_SECRET_ENV, SECRET_KEY)
+        self.root = self.scratch.dir(self.name, mode=0o755)
+
+    def filesystem_repo(self, name: str = "fs") -> str:
+        self.repositories.append(
+            {
+                "name": name,
+                "type": "filesystem",
+                "path": str(self.root / f"repo-{name}"),
+                "encryption": {"passphrase": {"env": PASSPHRASE_ENV}},
+            }
+        )
+        return name
+
+    def s3_repo(self, s3: S3Endpoint, bucket: str, name: str = "s3") -> str:
+        self.repositories.append(
+            {
+                "name": name,
+                "type": "s3",
+                "bucket": bucket,
+                "endpoint": s3.url,
+                "region": REGION,
+                "uri_style": "path",
+                "ca_file": str(s3.tls.ca_cert),
+                "credentials": {
+                    "access_key_id": {"env": S3_KEY_ENV},
+                    "secret_access_key": {"env": S3_SECRET_ENV},
+                },
+                "encryption": {"passphrase": {"env": PASSPHRASE_ENV}},
+            }
+        )
+        return name
+
+    def workload(
+        self,
+        name: str,
+        cluster: PgCluster,
+        repository: str,
+        *,
+        tier: str = "tier-1",
+        dbname: str = "postgres",
+    ) -> str:
+        self.workloads.append(
+            {
+                "name": name,
+                "tier": tier,
+                "repository": repository,
+                "postgres": {
+                    "primary": {"host": "127.0.0.1", "port": cluster.port, "dbname": dbname},
+                    "pgdata": str(cluster.data_dir),
+                    "socket_dir": str(cluster.socket_dir),
+                    "os_user": cluster.os_user,
+                    "bin_dir": str(cluster.bin_dir),
+                },
+            }
+        )
+        return name
+
+    def write(self) -> Path:
+        data = {
+            "version": 1,
+            "state_dir": str(self.root / "state"),
+            "tiers_dir": str(TIERS),
+            "repositories": self.repositories,
+            "workloads": self.workloads,
+        }
+        path = self.root / "drd.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    def load(self) -> Estate:
+        return load(self.write())
+
+
+def start_protected(
+    estate: Estate, workload: str, cluster: PgCluster, *, settings: dict[str, Any] | None = None
+) -> tuple[StanzaConfig, Pgbackrest]:
+    """drd's pgBackRest config for ``workload``, the cluster archiving through it, stanza made."""
+    cfg = write_config(estate, workload)
+    tier = estate.tier_of(workload)
+    base: dict[str, Any] = {
+        "archive_timeout": f"{int(tier.effective_archive_timeout().total_seconds())}s"
+    }
+    base.update(settings or {})
+    cluster.initdb(archive_command=cfg.archive_command(), settings=base)
+    cluster.start()
+    pgbr = Pgbackrest(cfg)
+    pgbr.stanza_create()
+    return cfg, pgbr
