@@ -33,7 +33,7 @@ S3_SECRET_ENV = "DRD_TEST_S3_SECRET"  # noqa: S105 - a variable name
 class EstateBuilder:
     scratch: Scratch
     name: str = "estate"
-    passphrase: str = "test-repository-passphrase"
+    passphrase: str = "test-repository-passphrase"  # noqa: S105 - test-only
     repositories: list[dict[str, Any]] = field(default_factory=list)
     workloads: list[dict[str, Any]] = field(default_factory=list)
 
