@@ -15,7 +15,8 @@ traceback only at ``--log-level debug``).
     ├── SnapshotError             exit 7   filestore snapshot format or content
     ├── EncryptionError           exit 8   wrong passphrase, authentication tag mismatch
     ├── LockError                 exit 9   another drd holds the lock: retry later
-    └── SafetyError               exit 10  a safety check refused a destructive action
+    ├── SafetyError               exit 10  a safety check refused a destructive action
+    └── ChecksFailedError         exit 11  ``drd check``: a critical check failed
 
 Exit code 0 means success; 130 means interrupted (Ctrl-C / SIGINT). The table is
 documented in docs/configuration.md ("Exit codes") and checked by a test.
@@ -110,6 +111,12 @@ class SafetyError(DrdError):
     exit_code = 10
 
 
+class ChecksFailedError(DrdError):
+    """A critical health check failed (``drd check``); the message lists which."""
+
+    exit_code = 11
+
+
 #: One place for the documented table (docs and ``drd --help`` are checked against it).
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success",
@@ -123,5 +130,6 @@ EXIT_CODES: dict[int, str] = {
     EncryptionError.exit_code: "encryption error (wrong passphrase or tampered data)",
     LockError.exit_code: "another drd holds the lock; retry later",
     SafetyError.exit_code: "a safety check refused the action; the message says which",
+    ChecksFailedError.exit_code: "a critical check failed (drd check); the output says which",
     EXIT_INTERRUPTED: "interrupted",
 }

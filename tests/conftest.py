@@ -29,8 +29,13 @@ def _configure_logging() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _forget_secrets() -> Iterator[None]:
-    """Each test starts with an empty redaction registry (it is process-global)."""
+def _isolate_process_state() -> Iterator[None]:
+    """Each test starts with info-level logging and an empty redaction registry.
+
+    Both are process-global: CLI tests reconfigure logging (``--log-level``) and
+    resolved secrets stay registered for the process lifetime.
+    """
+    log.configure("info", json=True)
     yield
     redact.forget_all_secrets()
 

@@ -1,4 +1,4 @@
-"""`make demo` runs end to end: real cluster, pgBackRest backup, validate, status."""
+"""`make demo` runs end to end: setup drift and apply, heartbeat, backup, check, status."""
 
 from __future__ import annotations
 
@@ -11,22 +11,27 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def test_demo_runs_and_shows_a_healthy_status() -> None:
-    """The demo exits 0, validates the example config, and shows the workload as ok."""
+def test_demo_protects_a_fresh_cluster_end_to_end() -> None:
+    """The demo exits 0; setup fixes archiving; the incr becomes a full; check and status pass."""
     env = {k: v for k, v in os.environ.items() if k != "DRD_DEMO_KEEP"}
     result = subprocess.run(
         [sys.executable, "-m", "drd.demo"],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=300,
         env=env,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "valid (4 tiers, 1 repositories, 1 workloads)" in out
-    status_line = next(line for line in out.splitlines() if line.startswith("acme-erp"))
+    assert "would change archive_command: '/bin/false'" in out
+    assert "changed archive_timeout: '3600s'" in out
+    assert "stanza acme-erp: created" in out
+    assert "no prior full backup: took a full backup instead of incr" in out
+    assert "FAILED" not in out
+    status_line = next(line for line in out.splitlines() if line.startswith("acme-erp "))
     assert "tier-1" in status_line
     assert "primary" in status_line
-    assert status_line.rstrip().endswith("ok")
+    assert status_line.rstrip().endswith(" ok")
     assert "Traceback" not in result.stderr

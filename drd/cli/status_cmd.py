@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from drd.catalog import open_configured
 from drd.cli.context import state
 from drd.cli.output import OutputFormat, write_json, write_table
 from drd.status import estate_status
@@ -12,24 +11,24 @@ from drd.status import estate_status
 COLUMNS = (
     "workload",
     "tier",
-    "rpo",
-    "rto",
-    "primary",
     "primary_state",
+    "last_full_age",
+    "last_diff_age",
+    "last_incr_age",
+    "last_archived_wal",
     "archive_age",
-    "archive_failures",
-    "last_backup",
-    "last_drill_verdict",
+    "rpo_exposure",
+    "rpo",
+    "checks",
     "verdict",
 )
 
 
 def status(ctx: typer.Context) -> None:
-    """Show each workload's tier, primary state, live archive age (RPO exposure) and verdict."""
+    """Per workload: backups by type and age, archived WAL and lag, RPO exposure vs objective."""
     st = state(ctx)
     estate = st.estate()
-    with open_configured(estate.config) as catalog:
-        rows = [s.as_dict() for s in estate_status(estate, catalog)]
+    rows = [s.as_dict() for s in estate_status(estate)]
     if st.output is OutputFormat.json:
         write_json({"config": str(estate.path), "workloads": rows})
     else:

@@ -14,7 +14,7 @@ ask the author to use one.
 from __future__ import annotations
 
 import re
-from datetime import tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from apscheduler.triggers.cron import CronTrigger
 
@@ -121,3 +121,24 @@ def _which_field(fields: list[str], exc: ValueError) -> str:
             label = "day-of-month" if name == "day" else name
             return f"{label} field {value!r}: {field_exc}"
     return str(exc)
+
+
+def max_interval(expression: str, start: datetime, *, fires: int = 400) -> timedelta:
+    """The longest gap between consecutive runs over the next ``fires`` runs (or a year).
+
+    Used to judge whether the newest backup is "recent enough" for its schedule: a
+    weekly full is late after a week and some grace, an hourly incr after an hour.
+    """
+    cron_trigger = trigger(expression)
+    previous = cron_trigger.get_next_fire_time(None, start)
+    longest = timedelta(0)
+    horizon = start + timedelta(days=400)
+    for _ in range(fires):
+        if previous is None or previous > horizon:
+            break
+        following = cron_trigger.get_next_fire_time(previous, previous + timedelta(seconds=1))
+        if following is None:
+            break
+        longest = max(longest, following - previous)
+        previous = following
+    return longest

@@ -1,8 +1,8 @@
 """pgBackRest exit codes: what they mean, whether to retry, what to tell the operator.
 
-pgBackRest's exit code is its error code (``ERROR: [050]: ...``). The table groups the
-codes drd meets in practice (checked against pgBackRest 2.45 on these machines); any
-other code is reported with pgBackRest's own message.
+pgBackRest's exit code is its error code (``ERROR: [050]: ...``). Names follow
+pgBackRest's ``src/build/error/error.yaml``; the hints are drd's. Any other code is
+reported with pgBackRest's own message.
 """
 
 from __future__ import annotations
@@ -20,51 +20,48 @@ class ErrorKind:
 
 
 KINDS: dict[int, ErrorKind] = {
-    29: ErrorKind("configuration", "check the generated pgBackRest config (drd db setup)"),
+    29: ErrorKind("format", "a repository file is unreadable: wrong passphrase or a damaged file?"),
     31: ErrorKind(
-        "configuration", "an option is invalid; check the workload and repository config"
+        "option-invalid", "an option is invalid; check the workload and repository config"
     ),
-    32: ErrorKind(
-        "configuration", "an option value is invalid; check the workload and repository config"
+    32: ErrorKind("option-invalid-value", "an option value is invalid; check the config"),
+    37: ErrorKind("option-required", "a required option is missing; run `drd db setup WORKLOAD`"),
+    38: ErrorKind("pg-running", "PostgreSQL is running where it must be stopped (restore target?)"),
+    39: ErrorKind("protocol", "pgBackRest's remote protocol failed; check the pgBackRest log"),
+    41: ErrorKind("file-open", "a file could not be opened: check permissions and the repository"),
+    44: ErrorKind(
+        "archive-mismatch", "the archive belongs to another cluster: check the stanza name"
     ),
-    37: ErrorKind("configuration", "a required option is missing; run `drd db setup WORKLOAD`"),
-    38: ErrorKind("database", "is PostgreSQL running and reachable through its unix socket?"),
-    39: ErrorKind("repository", "the repository path is invalid or not accessible"),
-    41: ErrorKind("repository", "a repository file is missing; check the repository is complete"),
-    44: ErrorKind("repository", "archive/backup info mismatch; run `drd db setup` (stanza-create)"),
-    45: ErrorKind(
-        "repository", "a repository file could not be read or decrypted: check the passphrase"
+    45: ErrorKind("archive-duplicate", "a WAL segment was already archived with other content"),
+    49: ErrorKind("host-connect", "cannot connect to the repository host or storage endpoint"),
+    50: ErrorKind(
+        "lock-acquire", "another pgBackRest command holds the lock; retried, retry later"
     ),
-    49: ErrorKind("connection", "cannot connect to the repository host or storage endpoint"),
-    50: ErrorKind("lock", "another pgBackRest command holds the lock; retry later"),
-    51: ErrorKind("repository", "the stanza or backup set does not match; check the stanza name"),
+    51: ErrorKind("backup-mismatch", "the repository belongs to another cluster: check the stanza"),
     55: ErrorKind(
-        "repository", "stanza missing or half-created: run `drd db setup WORKLOAD --apply`"
+        "file-missing", "stanza missing or half-created: run `drd db setup WORKLOAD --apply`"
     ),
-    56: ErrorKind("database", "the PostgreSQL version or system id does not match the stanza"),
-    57: ErrorKind(
-        "database", "PostgreSQL connection or query failed; check pg1-socket-path and user"
+    56: ErrorKind("db-connect", "cannot connect to PostgreSQL: check socket_dir, port and os_user"),
+    57: ErrorKind("db-query", "a query to PostgreSQL failed; see the PostgreSQL log"),
+    58: ErrorKind("db-mismatch", "PostgreSQL version or system id differs from the stanza"),
+    62: ErrorKind("stop", "pgBackRest was stopped (`pgbackrest stop`); run `pgbackrest start`"),
+    68: ErrorKind(
+        "archive-command-invalid", "archive_command is wrong: run `drd db setup WORKLOAD`"
     ),
-    62: ErrorKind("repository", "the backup set is in use or inconsistent"),
-    73: ErrorKind("repository", "repository format or file error"),
-    75: ErrorKind("repository", "a file in the repository is corrupt or was tampered with"),
+    73: ErrorKind("path-missing", "a path is missing: check the repository and data directory"),
+    75: ErrorKind(
+        "backup-set-invalid", "a backup set is invalid or damaged; take a new full backup"
+    ),
     82: ErrorKind(
-        "archive", "WAL archive mismatch: the archive belongs to another cluster or timeline"
+        "archive-timeout", "WAL did not reach the repository in time: is archiving working?"
     ),
-    87: ErrorKind(
-        "archive", "archive timeout: WAL did not reach the repository; check archive_command"
-    ),
-    95: ErrorKind("connection", "TLS or network error talking to the storage endpoint"),
-    101: ErrorKind(
-        "connection", "storage endpoint error (TLS, HTTP 5xx or timeout); retried with backoff"
-    ),
-    103: ErrorKind("repository", "the repository is invalid or empty"),
-    104: ErrorKind(
-        "database", "the archive command settings are wrong: run `drd db setup WORKLOAD`"
-    ),
-    105: ErrorKind(
-        "connection", "the storage endpoint refused the request: check credentials and bucket"
-    ),
+    87: ErrorKind("archive-disabled", "archiving is disabled: archive_mode=on, then restart"),
+    95: ErrorKind("crypto", "encryption or TLS failed: check the passphrase and CA file"),
+    99: ErrorKind("json-format", "invalid JSON from the repository or endpoint"),
+    101: ErrorKind("service", "storage endpoint error (HTTP 5xx, timeout); retried with backoff"),
+    103: ErrorKind("repo-invalid", "no valid repository: check the repository settings"),
+    104: ErrorKind("command", "the command reported errors; see the pgBackRest log"),
+    105: ErrorKind("access", "the storage endpoint refused the request: check credentials/bucket"),
 }
 
 _ERROR_LINE = re.compile(r"ERROR: \[(\d{3})\]: (.*)")

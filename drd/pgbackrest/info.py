@@ -11,6 +11,10 @@ from drd.errors import BackupError
 STATUS_OK = 0
 STATUS_MISSING_STANZA = 1
 STATUS_NO_BACKUP = 2
+STATUS_MISSING_STANZA_DATA = 3
+#: Codes that describe a usable repository; anything else (4, 5, 99 ...) is an error
+#: that `info` reports with exit code 0, so it must be checked here.
+HEALTHY_STATUS = frozenset({STATUS_OK, STATUS_MISSING_STANZA, STATUS_NO_BACKUP})
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class StanzaInfo:
     archive_min: str | None
     archive_max: str | None
     system_id: int | None
+    repo_detail: str = ""  # the repository's own status message when it is not ok
 
     @property
     def exists(self) -> bool:
@@ -81,6 +86,21 @@ def _backup(raw: dict[str, Any]) -> BackupSet:
     )
 
 
+def _printable(text: str) -> str:
+    """Decrypting with a wrong key yields bytes that must not reach a terminal or log."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def _repo_detail(raw: dict[str, Any]) -> str:
+    for repo in raw.get("repo") or []:
+        status = repo.get("status") or {}
+        if status.get("code", 0) != STATUS_OK:
+            lines = [line for line in str(status.get("message", "")).splitlines() if line.strip()]
+            hints = [line for line in lines if line.startswith("HINT:")]
+            return _printable(" ".join(lines[:1] + hints))[:500]
+    return ""
+
+
 def parse(data: Any, stanza: str) -> StanzaInfo:
     """Parse the JSON array ``info`` prints; raise BackupError if ``stanza`` is absent."""
     if not isinstance(data, list):
@@ -101,5 +121,6 @@ def parse(data: Any, stanza: str) -> StanzaInfo:
             archive_min=min((a["min"] for a in archives), default=None),
             archive_max=current.get("max"),
             system_id=int(dbs[-1]["system-id"]) if dbs else None,
+            repo_detail=_repo_detail(raw),
         )
     raise BackupError(f"`pgbackrest info` has no stanza {stanza!r}")

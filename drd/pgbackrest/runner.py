@@ -25,6 +25,23 @@ log = get_logger("drd.pgbackrest")
 DEFAULT_TIMEOUT = 6 * 3600.0
 
 
+def _info_hint(code: int, detail: str, workload: str) -> str:
+    if code == info.STATUS_MISSING_STANZA_DATA:
+        return f"the stanza is half-created: run `drd db setup {workload} --apply`"
+    if "FormatError" in detail or "CryptoError" in detail:
+        return "the repository could not be decrypted: is the repository passphrase the right one?"
+    if any(
+        word in detail
+        for word in ("403", "SignatureDoesNotMatch", "AccessDenied", "InvalidAccessKeyId")
+    ):
+        return "the storage endpoint refused the credentials: check the repository's access keys"
+    if any(
+        word in detail for word in ("HostConnectError", "unable to connect", "TLS", "certificate")
+    ):
+        return "cannot reach the storage endpoint: check endpoint, port, CA file and network"
+    return "see the pgBackRest log under the state directory"
+
+
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, BackupError) and exc.returncode in errors.RETRYABLE
 
@@ -45,8 +62,8 @@ class Pgbackrest:
             "pgbackrest",
             f"--config={self.cfg.path}",
             f"--stanza={self.cfg.stanza}",
-            *args,
             name,
+            *args,  # after the command: repo-ls takes a positional path
         ]
 
         def attempt() -> command.CommandResult:
@@ -86,10 +103,25 @@ class Pgbackrest:
     def info(self, timeout: float = 120) -> info.StanzaInfo:
         result = self.run("info", "--output=json", timeout=timeout)
         try:
-            data = json.loads(result.stdout)
+            # strict=False: a repository read with the wrong key puts raw bytes (control
+            # characters) into the status message.
+            data = json.loads(result.stdout, strict=False)
         except json.JSONDecodeError as exc:
-            raise BackupError(f"`pgbackrest info` printed invalid JSON: {exc}") from exc
-        return info.parse(data, self.cfg.stanza)
+            raise BackupError(
+                f"pgbackrest info for workload {self.cfg.workload} "
+                f"(repository {self.cfg.repository})"
+                f" printed invalid JSON: {exc}"
+            ) from exc
+        parsed = info.parse(data, self.cfg.stanza)
+        if parsed.status_code not in info.HEALTHY_STATUS:
+            detail = parsed.repo_detail or parsed.status_message
+            raise BackupError(
+                f"pgbackrest info for workload {self.cfg.workload} (stanza {self.cfg.stanza}, "
+                f"repository {self.cfg.repository}): status {parsed.status_code} "
+                f"({parsed.status_message}): {redact(detail)}",
+                hint=_info_hint(parsed.status_code, detail, self.cfg.workload),
+            )
+        return parsed
 
     def stanza_create(self, timeout: float = 300) -> None:
         self.run("stanza-create", timeout=timeout)

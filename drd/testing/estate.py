@@ -54,7 +54,15 @@ class EstateBuilder:
         )
         return name
 
-    def s3_repo(self, s3: S3Endpoint, bucket: str, name: str = "s3") -> str:
+    def s3_repo(
+        self,
+        s3: S3Endpoint,
+        bucket: str,
+        name: str = "s3",
+        *,
+        key_env: str = S3_KEY_ENV,
+        secret_env: str = S3_SECRET_ENV,
+    ) -> str:
         self.repositories.append(
             {
                 "name": name,
@@ -65,8 +73,8 @@ class EstateBuilder:
                 "uri_style": "path",
                 "ca_file": str(s3.tls.ca_cert),
                 "credentials": {
-                    "access_key_id": {"env": S3_KEY_ENV},
-                    "secret_access_key": {"env": S3_SECRET_ENV},
+                    "access_key_id": {"env": key_env},
+                    "secret_access_key": {"env": secret_env},
                 },
                 "encryption": {"passphrase": {"env": PASSPHRASE_ENV}},
             }

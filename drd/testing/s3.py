@@ -9,6 +9,7 @@ and trust the harness CA.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -88,32 +89,50 @@ class S3Endpoint:
         return f"http://127.0.0.1:{self.http_port}"
 
     @classmethod
-    def start(cls, scratch: Scratch, timeout: float = 30) -> S3Endpoint:
-        root = scratch.dir("s3", mode=0o755)
+    def start(
+        cls,
+        scratch: Scratch,
+        timeout: float = 30,
+        *,
+        name: str = "s3",
+        moto_env: dict[str, str] | None = None,
+    ) -> S3Endpoint:
+        """Start moto and the TLS proxy; ``moto_env`` e.g. enables IAM authentication:
+        ``{"INITIAL_NO_AUTH_ACTION_COUNT": "N"}`` lets the first N requests through, then
+        every request must be signed by a key moto's IAM knows."""
+        root = scratch.dir(name, mode=0o755)
         (root / "tmp").mkdir(exist_ok=True)
         endpoint = cls(root, free_port(), free_port(), make_localhost_tls(root))
         try:
-            endpoint._start_moto(timeout)
+            endpoint._start_moto(timeout, moto_env or {})
             endpoint._start_nginx(timeout)
         except BaseException:
             endpoint.stop()
             raise
         return endpoint
 
-    def _spawn(self, args: list[str], label: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, args: list[str], label: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (self.root / f"{label}.log").open("ab")
         proc = subprocess.Popen(
-            args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+            args,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
         log.close()
         self.procs.append(proc)
         REGISTRY.add(proc.pid, label)
         return proc
 
-    def _start_moto(self, timeout: float) -> None:
+    def _start_moto(self, timeout: float, env: dict[str, str]) -> None:
         proc = self._spawn(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.http_port)],
             "moto",
+            env,
         )
 
         def up() -> bool:

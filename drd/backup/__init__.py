@@ -1,0 +1,1 @@
+"""Database protection services: pgBackRest backups and cluster setup for a workload."""

@@ -1,0 +1,110 @@
+"""Repository failures give a clear error naming the repository, and never a secret."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+import boto3
+import pytest
+
+from drd.errors import BackupError
+from drd.pgbackrest.runner import Pgbackrest
+from drd.pgbackrest.stanza import write_config
+from drd.testing import PgCluster, S3Endpoint, Scratch
+from drd.testing.estate import PASSPHRASE_ENV, EstateBuilder, start_protected
+from drd.testing.s3 import REGION
+
+pytestmark = pytest.mark.integration
+
+ALLOW_ALL = json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+)
+
+
+@pytest.fixture(scope="module")
+def authed_s3(scratch: Scratch) -> Iterator[tuple[S3Endpoint, str, str]]:
+    """A moto that checks signatures: an IAM user with a key, made in the first 4 requests."""
+    endpoint = S3Endpoint.start(
+        scratch, name="s3-auth", moto_env={"INITIAL_NO_AUTH_ACTION_COUNT": "4"}
+    )
+    iam = boto3.client(
+        "iam",
+        endpoint_url=endpoint.url,
+        region_name=REGION,
+        aws_access_key_id="bootstrap",
+        aws_secret_access_key="bootstrap",
+        verify=str(endpoint.tls.ca_cert),
+    )
+    iam.create_user(UserName="drd")
+    key = iam.create_access_key(UserName="drd")["AccessKey"]
+    policy = iam.create_policy(PolicyName="all", PolicyDocument=ALLOW_ALL)
+    iam.attach_user_policy(UserName="drd", PolicyArn=policy["Policy"]["Arn"])
+    yield endpoint, key["AccessKeyId"], key["SecretAccessKey"]
+    endpoint.stop()
+
+
+def test_wrong_s3_secret_is_a_clear_error(
+    authed_s3: tuple[S3Endpoint, str, str],
+    estate_builder: EstateBuilder,
+    make_cluster: Callable[..., PgCluster],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the right key `info` works; with a wrong secret it fails naming the repository."""
+    endpoint, key_id, secret = authed_s3
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint.url,
+        region_name=REGION,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        verify=str(endpoint.tls.ca_cert),
+    )
+    client.create_bucket(Bucket="auth-bucket")
+    monkeypatch.setenv("DRD_AUTH_KEY", key_id)
+    monkeypatch.setenv("DRD_AUTH_SECRET", secret)
+    cluster = make_cluster("auth")
+    repo = estate_builder.s3_repo(
+        endpoint, "auth-bucket", name="vault", key_env="DRD_AUTH_KEY", secret_env="DRD_AUTH_SECRET"
+    )
+    estate_builder.workload("erp", cluster, repo)
+    estate = estate_builder.load()
+    assert not Pgbackrest(write_config(estate, "erp")).info().exists  # reachable, no stanza yet
+
+    wrong = "wrong-secret-value-0123456789"
+    monkeypatch.setenv("DRD_AUTH_SECRET", wrong)
+    estate = estate_builder.load()
+    with pytest.raises(BackupError) as info:
+        Pgbackrest(write_config(estate, "erp")).info()
+    message = str(info.value)
+    assert "repository vault" in message
+    assert "stanza erp" in message
+    assert info.value.hint
+    for secret_text in (wrong, secret):
+        assert secret_text not in message
+        assert secret_text not in info.value.stderr_tail
+
+
+def test_wrong_cipher_passphrase_is_a_clear_error(
+    estate_builder: EstateBuilder,
+    make_cluster: Callable[..., PgCluster],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A repository opened with the wrong passphrase fails naming it, without the passphrase."""
+    cluster = make_cluster("cipher")
+    estate_builder.workload("erp", cluster, estate_builder.filesystem_repo(name="vault"))
+    estate = estate_builder.load()
+    _, pgbr = start_protected(estate, "erp", cluster)
+    pgbr.backup("full")
+    right = estate_builder.passphrase
+    wrong = "not-the-right-passphrase-42"
+    monkeypatch.setenv(PASSPHRASE_ENV, wrong)
+    with pytest.raises(BackupError) as info:
+        Pgbackrest(write_config(estate_builder.load(), "erp")).info()
+    message = str(info.value)
+    assert "repository vault" in message
+    assert "status 99" in message  # `info` exits 0 here: drd reads the status itself
+    assert "passphrase" in (info.value.hint or "")
+    for secret_text in (wrong, right):
+        assert secret_text not in message
+        assert secret_text not in info.value.stderr_tail
