@@ -74,6 +74,10 @@ def _fail(name: str, detail: str, hint: str, *, critical: bool = True) -> CheckR
     return CheckResult(name, critical, False, detail, hint)
 
 
+def _version(number: int | None) -> str:
+    return "?" if number is None else f"{number // 10000}.{number % 10000}"
+
+
 def check_connection(ctx: _Context) -> list[CheckResult]:
     primary = ctx.estate.config.workload(ctx.workload).postgres.primary
     ctx.server = probe(primary)
@@ -96,7 +100,7 @@ def check_connection(ctx: _Context) -> list[CheckResult]:
     return [
         _ok(
             "connection",
-            f"{primary.describe()} is a primary (PostgreSQL {ctx.server.server_version})",
+            f"{primary.describe()} is a primary (PostgreSQL {_version(ctx.server.server_version)})",
         )
     ]
 

@@ -20,6 +20,7 @@ from psycopg import sql
 
 from drd.catalog import Catalog
 from drd.config import Estate
+from drd.config.types import format_duration
 from drd.errors import PostgresError
 from drd.log import get_logger
 from drd.pgbackrest.runner import Pgbackrest
@@ -101,7 +102,7 @@ def desired_drift(
                 f"{timeout}s",
                 f"{target_timeout}s",
                 f"must be between 1s and {limit}s "
-                f"(min(RPO/2, 1h) for {tier.name}, RPO {tier.objectives.rpo})",
+                f"(min(RPO/2, 1h) for {tier.name}, RPO {format_duration(tier.objectives.rpo)})",
                 False,
             )
         )
