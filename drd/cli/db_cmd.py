@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from drd import metrics
 from drd.backup.db import BACKUP_TYPES, backup_db
 from drd.backup.setup import setup
 from drd.catalog import open_configured
@@ -116,6 +117,7 @@ def heartbeat(
     primary = estate.config.workload(workload).postgres.primary
     if once:
         beat = write_heartbeat(primary)
+        metrics.record_heartbeat(workload, beat.ts)
         if st.output is OutputFormat.json:
             write_json({"workload": workload, "seq": beat.seq, "ts": beat.ts, "lsn": beat.lsn})
         else:
@@ -125,7 +127,12 @@ def heartbeat(
     typer.echo(f"writing a heartbeat every {interval:g}s into {primary.describe()}; Ctrl-C to stop")
     stop = threading.Event()
     try:
-        run_heartbeat(primary, interval, stop)
+        run_heartbeat(
+            primary,
+            interval,
+            stop,
+            on_beat=lambda beat: metrics.record_heartbeat(workload, beat.ts),
+        )
     except KeyboardInterrupt:
         stop.set()
 

@@ -42,7 +42,7 @@ def _info_hint(code: int, detail: str, workload: str) -> str:
     return "see the pgBackRest log under the state directory"
 
 
-def _retryable(exc: BaseException) -> bool:
+def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, BackupError) and exc.returncode in errors.RETRYABLE
 
 
@@ -51,7 +51,7 @@ class Pgbackrest:
     cfg: StanzaConfig
     retry: RetryPolicy = field(
         default_factory=lambda: RetryPolicy(
-            attempts=4, deadline=600, base_delay=2, retryable=_retryable
+            attempts=4, deadline=600, base_delay=2, retryable=is_retryable
         )
     )
     runner: Callable[..., command.CommandResult] = command.run
