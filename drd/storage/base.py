@@ -25,6 +25,7 @@ Immutability (where supported, else ``StorageError``):
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -114,7 +115,7 @@ class ObjectStore(ABC):
     def set_lifecycle(self, transitions: Sequence[LifecycleTransition]) -> None:
         raise StorageError(f"{self.location}: storage-class lifecycle is not supported here")
 
-    def get_lifecycle(self) -> list[LifecycleTransition]:
+    def get_lifecycle(self) -> builtins.list[LifecycleTransition]:
         return []
 
     def close(self) -> None:  # noqa: B027 - optional hook
