@@ -14,6 +14,11 @@ to it, and ``render()`` is what the daemon's ``/metrics`` endpoint serves.
     drd_rpo_exposure_seconds                             gauge      workload
     drd_rpo_objective_seconds                            gauge      workload
     drd_heartbeat_last_success_timestamp_seconds         gauge      workload
+    drd_snapshot_last_success_timestamp_seconds          gauge      workload
+    drd_snapshot_duration_seconds                        histogram  workload
+    drd_snapshot_bytes_total                             counter    workload, kind (new|dedup)
+    drd_snapshot_files                                   gauge      workload
+    drd_snapshot_failures_total                          counter    workload
 
 ``type`` is the pgBackRest backup type: full, diff or incr (anything else is refused,
 which keeps label cardinality bounded).
@@ -224,6 +229,60 @@ def record_heartbeat(workload: str, ts: datetime) -> None:
     HEARTBEAT_LAST_SUCCESS.labels(workload).set(value)
 
 
+SNAPSHOT_LAST_SUCCESS = Gauge(
+    "drd_snapshot_last_success_timestamp_seconds",
+    "Unix time of the newest successful filestore snapshot.",
+    ["workload"],
+    registry=REGISTRY,
+)
+SNAPSHOT_DURATION = Histogram(
+    "drd_snapshot_duration_seconds",
+    "Wall time of filestore snapshots.",
+    ["workload"],
+    buckets=BACKUP_DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+SNAPSHOT_BYTES = Counter(
+    "drd_snapshot_bytes_total",
+    "Plaintext bytes snapshotted: new (uploaded) or deduplicated (already stored).",
+    ["workload", "kind"],
+    registry=REGISTRY,
+)
+SNAPSHOT_FILES = Gauge(
+    "drd_snapshot_files",
+    "Files in the newest snapshot.",
+    ["workload"],
+    registry=REGISTRY,
+)
+SNAPSHOT_FAILURES = Counter(
+    "drd_snapshot_failures_total",
+    "Failed filestore snapshots.",
+    ["workload"],
+    registry=REGISTRY,
+)
+
+
+def record_snapshot_success(
+    workload: str,
+    *,
+    duration: float,
+    finished_at: datetime,
+    files: int,
+    bytes_new: int,
+    bytes_dedup: int,
+) -> None:
+    value = _unix(finished_at)
+    SNAPSHOT_LAST_SUCCESS.labels(workload).set(value)
+    SNAPSHOT_DURATION.labels(workload).observe(duration)
+    SNAPSHOT_BYTES.labels(workload, "new").inc(bytes_new)
+    SNAPSHOT_BYTES.labels(workload, "deduplicated").inc(bytes_dedup)
+    SNAPSHOT_FILES.labels(workload).set(files)
+
+
+def record_snapshot_failure(workload: str) -> None:
+    SNAPSHOT_FAILURES.labels(workload).inc()
+
+
 def forget_workload(workload: str) -> None:
     """Drop every series of a workload that is no longer configured."""
     for kind in BACKUP_TYPES:
@@ -235,8 +294,14 @@ def forget_workload(workload: str) -> None:
         RPO_EXPOSURE,
         RPO_OBJECTIVE,
         HEARTBEAT_LAST_SUCCESS,
+        SNAPSHOT_LAST_SUCCESS,
+        SNAPSHOT_DURATION,
+        SNAPSHOT_FILES,
+        SNAPSHOT_FAILURES,
     ):
         _remove(gauge, workload)
+    for kind in ("new", "deduplicated"):
+        _remove(SNAPSHOT_BYTES, workload, kind)
     WAL_ARCHIVE_FAILED.remove(workload)
 
 

@@ -38,6 +38,10 @@ def test_every_metric_is_exposed_with_its_exact_name_and_type(workload: str) -> 
     metrics.set_continuity_gaps(workload, 1)
     metrics.set_rpo(workload, timedelta(seconds=40), timedelta(minutes=15))
     metrics.record_heartbeat(workload, FINISHED)
+    metrics.record_snapshot_success(
+        workload, duration=12.0, finished_at=FINISHED, files=3, bytes_new=100, bytes_dedup=50
+    )
+    metrics.record_snapshot_failure(workload)
 
     text = metrics.render().decode()
     for line in (
@@ -51,6 +55,10 @@ def test_every_metric_is_exposed_with_its_exact_name_and_type(workload: str) -> 
         f'drd_rpo_exposure_seconds{{workload="{workload}"}} 40.0',
         f'drd_rpo_objective_seconds{{workload="{workload}"}} 900.0',
         f'drd_heartbeat_last_success_timestamp_seconds{{workload="{workload}"}}',
+        f'drd_snapshot_bytes_total{{kind="new",workload="{workload}"}} 100.0',
+        f'drd_snapshot_bytes_total{{kind="deduplicated",workload="{workload}"}} 50.0',
+        f'drd_snapshot_files{{workload="{workload}"}} 3.0',
+        f'drd_snapshot_failures_total{{workload="{workload}"}} 1.0',
     ):
         assert line in text, line
     assert "# TYPE drd_wal_archive_failed_total counter" in text
@@ -65,6 +73,11 @@ def test_every_metric_is_exposed_with_its_exact_name_and_type(workload: str) -> 
         "drd_rpo_exposure_seconds": "gauge",
         "drd_rpo_objective_seconds": "gauge",
         "drd_heartbeat_last_success_timestamp_seconds": "gauge",
+        "drd_snapshot_last_success_timestamp_seconds": "gauge",
+        "drd_snapshot_duration_seconds": "histogram",
+        "drd_snapshot_bytes": "counter",
+        "drd_snapshot_files": "gauge",
+        "drd_snapshot_failures": "counter",
     }
     assert _sample(
         "drd_backup_last_success_timestamp_seconds", workload=workload, type="full"

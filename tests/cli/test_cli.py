@@ -98,7 +98,17 @@ def test_unbuilt_commands_are_not_shown(capsys: pytest.CaptureFixture[str]) -> N
     from drd.cli.app import app
 
     commands = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
-    assert commands == {"config", "catalog", "status", "db", "backup", "check", "heartbeat"}
+    assert commands == {
+        "config",
+        "catalog",
+        "status",
+        "db",
+        "backup",
+        "check",
+        "heartbeat",
+        "repo",
+        "snapshot",
+    }
     assert main(["--help"]) == 0
     assert "Exit codes" in capsys.readouterr().out
 

@@ -1,0 +1,1 @@
+"""Encrypted, deduplicated filestore snapshots."""

@@ -1,0 +1,403 @@
+"""Snapshot create: walk, skip unchanged, chunk, dedup, compress, encrypt, pack, index,
+manifest last.
+
+Pipeline (threads: BLAKE3, zstd and AES-GCM release the GIL):
+
+    walk (main thread) ──► file workers (read + chunk + hash + compress + seal)
+                              └─► Packer (one lock) ──► upload pool (bounded)
+                                                        └─► index every N packs
+    after all files: tree blobs ► flush ► final index ► manifest (the commit point)
+
+Unchanged files (same size, mtime and inode as in the parent snapshot, with all their
+blobs still indexed) are not read at all. Odoo filestore names are the SHA-1 of the
+content, but a name is never trusted: new or changed files are always read and hashed.
+
+Crash safety: a pack is uploaded before any index mentions it, and index objects are
+written every ``INDEX_EVERY`` packs, so a killed snapshot leaves indexed packs that the
+next snapshot reuses, plus at most a few unindexed packs that GC removes. Nothing is a
+snapshot until its manifest exists. Memory stays bounded: at most ``2 x workers`` files
+in flight, chunks of at most 4 MiB, ``upload_depth`` packs queued.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import zstandard
+from pyfastcdc import FastCDC
+
+from drd.errors import SnapshotError
+from drd.log import get_logger
+from drd.snapshot import format as fmt
+from drd.snapshot.lock import RepositoryLock
+from drd.snapshot.repository import Repository
+
+log = get_logger("drd.snapshot")
+
+INDEX_EVERY = 16  # packs per intermediate index object
+INCOMPRESSIBLE = 0.97  # keep data raw if zstd saves less than 3%
+SAMPLE = 32 * 1024  # compressibility probe for large chunks
+TREE_CHUNK_AVG = 256 * 1024
+
+Progress = Callable[[int, int], None]  # (files done, bytes done)
+
+
+@dataclass
+class CreateStats:
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    bytes: int = 0
+    files_unchanged: int = 0
+    files_read: int = 0
+    bytes_read: int = 0
+    blobs_new: int = 0
+    bytes_new: int = 0  # plaintext bytes of new blobs
+    bytes_deduplicated: int = 0  # plaintext bytes read but already in the repository
+    bytes_written: int = 0  # stored bytes (packs + index + manifest)
+    packs_written: int = 0
+    duration_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    snapshot_id: str
+    manifest: fmt.Manifest
+    stats: CreateStats
+
+
+@dataclass
+class _Packer:
+    """Collects sealed blobs into packs; uploads full packs; writes index objects."""
+
+    repo: Repository
+    pack_size: int
+    upload_depth: int
+    stats: CreateStats
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    buffer: bytearray = field(default_factory=bytearray)
+    entries: list[fmt.BlobEntry] = field(default_factory=list)
+    pending: set[str] = field(default_factory=set)  # blob ids accepted in this run
+    uploaded: dict[str, list[fmt.BlobEntry]] = field(default_factory=dict)
+    inflight: list[Future[None]] = field(default_factory=list)
+    pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(4, "drd-upload"))
+    index_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def claim(self, blob_id: str, known: Mapping[str, Any]) -> bool:
+        """True if the caller must store this blob (nobody has it or is storing it)."""
+        with self.lock:
+            if blob_id in known or blob_id in self.pending:
+                return False
+            self.pending.add(blob_id)
+            return True
+
+    def add(
+        self, blob_id: str, kind: fmt.BlobType, sealed: bytes, raw_length: int, compression: int
+    ) -> None:
+        with self.lock:
+            offset = len(self.buffer)
+            self.buffer += sealed
+            self.entries.append(
+                fmt.BlobEntry(blob_id, kind, "", offset, len(sealed), raw_length, compression)
+            )
+            if len(self.buffer) >= self.pack_size:
+                self._seal_pack()
+
+    def _seal_pack(self) -> None:
+        """Called with ``lock`` held: turn the buffer into a pack and queue its upload."""
+        if not self.entries:
+            return
+        header = self.repo.keys.seal(fmt.encode_pack_header(self.entries), fmt.PACK_HEADER_AAD)
+        pack = bytes(self.buffer) + fmt.pack_trailer(header)
+        pack_id = fmt.content_id(pack)
+        entries = [
+            fmt.BlobEntry(e.id, e.type, pack_id, e.offset, e.length, e.raw_length, e.compression)
+            for e in self.entries
+        ]
+        self.buffer = bytearray()
+        self.entries = []
+        while len([f for f in self.inflight if not f.done()]) >= self.upload_depth:
+            time.sleep(0.005)  # back-pressure keeps memory bounded
+        self.inflight.append(self.pool.submit(self._upload, pack_id, pack, entries))
+
+    def _upload(self, pack_id: str, pack: bytes, entries: list[fmt.BlobEntry]) -> None:
+        self.repo.store.put(fmt.pack_key(pack_id), pack)
+        with self.index_lock:
+            self.uploaded[pack_id] = entries
+            self.stats.packs_written += 1
+            self.stats.bytes_written += len(pack)
+            ready = len(self.uploaded) >= INDEX_EVERY
+        if ready:
+            self.write_index()
+
+    def write_index(self) -> None:
+        """Index every uploaded, not yet indexed pack (only packs that exist)."""
+        with self.index_lock:
+            packs, self.uploaded = self.uploaded, {}
+        if not packs:
+            return
+        sealed = self.repo.keys.seal(fmt.encode_index(packs), fmt.INDEX_AAD)
+        self.repo.store.put(fmt.index_key(fmt.content_id(sealed)), sealed)
+        with self.index_lock:
+            self.stats.bytes_written += len(sealed)
+
+    def flush(self) -> None:
+        with self.lock:
+            self._seal_pack()
+            inflight, self.inflight = self.inflight, []
+        for future in inflight:
+            future.result()  # re-raise upload errors
+        self.write_index()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Encoder:
+    """Per-thread zstd contexts; compress unless the data does not shrink."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _ctx(self) -> Any:
+        ctx = getattr(self._local, "cctx", None)
+        if ctx is None:
+            ctx = zstandard.ZstdCompressor(level=3)
+            self._local.cctx = ctx
+        return ctx
+
+    def encode(self, data: bytes) -> tuple[bytes, int]:
+        ctx = self._ctx()
+        if len(data) > 4 * SAMPLE:
+            probe = ctx.compress(data[:SAMPLE])
+            if len(probe) > INCOMPRESSIBLE * SAMPLE:
+                return data, fmt.COMPRESSION_NONE
+        packed = ctx.compress(data)
+        if len(packed) > INCOMPRESSIBLE * len(data):
+            return data, fmt.COMPRESSION_NONE
+        return packed, fmt.COMPRESSION_ZSTD
+
+
+def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """(relative posix path, lstat) for everything below root, sorted, never following links."""
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        base = root / rel if rel else root
+        try:
+            with os.scandir(base) as it:
+                items = sorted(it, key=lambda e: e.name, reverse=True)
+        except OSError as exc:
+            raise SnapshotError(f"cannot read directory {base}: {exc.strerror}") from exc
+        children = []
+        for item in items:
+            path = f"{rel}/{item.name}" if rel else item.name
+            st = item.stat(follow_symlinks=False)
+            children.append((path, st))
+        for path, st in reversed(children):
+            yield path, st
+        stack.extend(path for path, st in children if stat.S_ISDIR(st.st_mode))
+
+
+class _Snapshotter:
+    def __init__(
+        self, repo: Repository, source: Path, workers: int, progress: Progress | None
+    ) -> None:
+        self.repo = repo
+        self.source = source
+        self.workers = workers
+        self.progress = progress
+        self.stats = CreateStats()
+        self.known = repo.load_index(refresh=True)
+        cfg = repo.config
+        self.small_limit = cfg.small_file_limit
+        self.chunker = FastCDC(
+            avg_size=cfg.chunker["avg"], min_size=cfg.chunker["min"], max_size=cfg.chunker["max"]
+        )
+        self.packer = _Packer(repo, cfg.pack_size, upload_depth=max(2, workers), stats=self.stats)
+        self.encoder = _Encoder()
+        self.stats_lock = threading.Lock()
+        self.done_files = 0
+        self.done_bytes = 0
+
+    def store_blob(self, data: bytes, kind: fmt.BlobType) -> str:
+        blob_id = self.repo.keys.blob_id(data)
+        if not self.packer.claim(blob_id, self.known):
+            with self.stats_lock:
+                self.stats.bytes_deduplicated += len(data)
+            return blob_id
+        payload, compression = self.encoder.encode(data)
+        sealed = self.repo.keys.seal(payload, bytes.fromhex(blob_id))
+        self.packer.add(blob_id, kind, sealed, len(data), compression)
+        with self.stats_lock:
+            self.stats.blobs_new += 1
+            self.stats.bytes_new += len(data)
+        return blob_id
+
+    def read_file(self, rel: str, size: int) -> tuple[str, ...]:
+        path = self.source / rel
+        ids: tuple[str, ...]
+        try:
+            if size <= self.small_limit:
+                with open(path, "rb", buffering=0) as handle:
+                    data = handle.read()
+                ids = (self.store_blob(data, "data"),) if data else ()
+                read = len(data)
+            else:
+                ids_list = []
+                read = 0
+                for chunk in self.chunker.cut_file(str(path)):
+                    piece = bytes(chunk.data)
+                    read += len(piece)
+                    ids_list.append(self.store_blob(piece, "data"))
+                ids = tuple(ids_list)
+        except OSError as exc:
+            raise SnapshotError(f"cannot read {path}: {exc.strerror}") from exc
+        with self.stats_lock:
+            self.stats.files_read += 1
+            self.stats.bytes_read += read
+        return ids
+
+    def run(self, parent_tree: Mapping[str, fmt.TreeEntry]) -> list[fmt.TreeEntry]:
+        entries: list[fmt.TreeEntry | Future[fmt.TreeEntry]] = []
+        slots = threading.Semaphore(self.workers * 2)
+        with ThreadPoolExecutor(self.workers, "drd-snapshot") as pool:
+            for rel, st in _walk(self.source):
+                mode = stat.S_IMODE(st.st_mode)
+                if stat.S_ISDIR(st.st_mode):
+                    self.stats.dirs += 1
+                    entries.append(fmt.TreeEntry(rel, "dir", mode, st.st_mtime_ns))
+                elif stat.S_ISLNK(st.st_mode):
+                    self.stats.symlinks += 1
+                    target = os.readlink(self.source / rel)
+                    entries.append(
+                        fmt.TreeEntry(rel, "symlink", mode, st.st_mtime_ns, target=target)
+                    )
+                elif stat.S_ISREG(st.st_mode):
+                    self.stats.files += 1
+                    self.stats.bytes += st.st_size
+                    old = parent_tree.get(rel)
+                    if (
+                        old is not None
+                        and old.type == "file"
+                        and (old.size, old.mtime_ns, old.inode)
+                        == (st.st_size, st.st_mtime_ns, st.st_ino)
+                        and all(blob in self.known for blob in old.content)
+                    ):
+                        self.stats.files_unchanged += 1
+                        entries.append(
+                            fmt.TreeEntry(
+                                rel,
+                                "file",
+                                mode,
+                                st.st_mtime_ns,
+                                st.st_size,
+                                st.st_ino,
+                                old.content,
+                            )
+                        )
+                        with self.stats_lock:
+                            self.done_files += 1
+                            self.done_bytes += st.st_size
+                        if self.progress is not None:
+                            self.progress(self.done_files, self.done_bytes)
+                        continue
+                    slots.acquire()
+                    future = pool.submit(self._file_entry, rel, st, mode)
+                    future.add_done_callback(lambda _f: slots.release())
+                    entries.append(future)
+                # sockets, fifos, devices: not part of a filestore; skipped
+            return [e.result() if isinstance(e, Future) else e for e in entries]
+
+    def _file_entry(self, rel: str, st: os.stat_result, mode: int) -> fmt.TreeEntry:
+        content = self.read_file(rel, st.st_size)
+        with self.stats_lock:
+            self.done_files += 1
+            self.done_bytes += st.st_size
+            files, size = self.done_files, self.done_bytes
+        if self.progress is not None:
+            self.progress(files, size)
+        return fmt.TreeEntry(rel, "file", mode, st.st_mtime_ns, st.st_size, st.st_ino, content)
+
+    def store_tree(self, entries: list[fmt.TreeEntry]) -> tuple[str, ...]:
+        data = fmt.encode_tree(entries)
+        chunker = FastCDC(avg_size=TREE_CHUNK_AVG)
+        return tuple(self.store_blob(bytes(c.data), "tree") for c in chunker.cut_buf(data))
+
+
+def create_snapshot(
+    repo: Repository,
+    source: Path,
+    *,
+    workload: str,
+    tier: str,
+    tags: tuple[str, ...] = (),
+    db_restore_point: Mapping[str, Any] | None = None,
+    parent: str | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> CreateResult:
+    """Snapshot ``source`` into ``repo`` under a shared lock; the manifest is written last."""
+    if not source.is_dir():
+        raise SnapshotError(
+            f"filestore {source} is not a directory", hint="check the workload's filestore.path"
+        )
+    started = time.monotonic()
+    now = datetime.now(UTC)
+    with RepositoryLock(repo.store, "shared", workload=workload):
+        worker_count = workers or min(8, (os.cpu_count() or 2) + 2)
+        snap = _Snapshotter(repo, source, worker_count, progress)
+        parent_id = parent
+        if parent_id is None:
+            previous = repo.snapshots(workload)
+            parent_id = previous[-1].id if previous else None
+        parent_tree: dict[str, fmt.TreeEntry] = {}
+        if parent_id is not None:
+            parent_tree = {e.path: e for e in repo.tree(repo.load_manifest(parent_id))}
+        try:
+            entries = snap.run(parent_tree)
+            tree_ids = snap.store_tree(entries)
+            snap.packer.flush()
+        finally:
+            snap.packer.close()
+        stats = snap.stats
+        stats.duration_seconds = time.monotonic() - started
+        manifest = fmt.Manifest(
+            time=now.isoformat(),
+            workload=workload,
+            tier=tier,
+            source=str(source),
+            hostname=socket.gethostname(),
+            tree=tree_ids,
+            parent=parent_id,
+            tags=tags,
+            db_restore_point=db_restore_point,
+            summary=stats.as_dict(),
+        )
+        sealed = repo.keys.seal(fmt.dump_compressed(manifest.to_doc()), fmt.MANIFEST_AAD)
+        snapshot_id = fmt.content_id(sealed)
+        repo.store.put(fmt.snapshot_key(snapshot_id), sealed)
+        stats.bytes_written += len(sealed)
+    repo.load_index(refresh=True)
+    log.info(
+        "snapshot_created",
+        snapshot=snapshot_id[:8],
+        workload=workload,
+        files=stats.files,
+        bytes_new=stats.bytes_new,
+        duration=round(stats.duration_seconds, 3),
+    )
+    return CreateResult(snapshot_id, manifest, stats)
