@@ -49,18 +49,23 @@ else:
 
 
 def generate(root: Path, files: int, scale: float, seed: int = 42) -> int:
-    rng = random.Random(seed)
+    """Odoo-like: 98% small (8-80 KB), 2% medium (100 KB-2 MB), 1 in 2,500 big (15-35 MB);
+    70% incompressible (random, like JPEG/PDF), 30% text. ~1 GiB for 20,000 files."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible data
+    words = [b"invoice", b"order", b"customer", b"total", b"line", b"qty", b"EUR", b"\n"]
     total = 0
     for i in range(files):
-        if i % 2000 == 1999:
-            size = int(rng.uniform(20e6, 60e6) * scale)  # a few big scans/exports
+        if i % 2500 == 2499:
+            size = int(rng.uniform(15e6, 35e6) * scale)
+        elif rng.random() < 0.02:
+            size = int(100_000 * (20 ** rng.random()) * scale)
         else:
-            size = int(10_000 * (200 ** rng.random()) * scale)  # 10 KB .. 2 MB, log-uniform
+            size = int(8_000 * (10 ** rng.random()) * scale)
         if rng.random() < 0.7:
-            data = rng.randbytes(size)  # incompressible (JPEG, PDF)
+            data = rng.randbytes(size)
         else:
-            words = [b"invoice", b"order", b"customer", b"total", b"line", b"qty", b"EUR", b"\n"]
-            data = b" ".join(rng.choice(words) for _ in range(size // 6))[:size]
+            sentence = b" ".join(rng.choice(words) for _ in range(64))
+            data = (sentence * (size // len(sentence) + 1))[:size]
         sha = hashlib.sha1(data).hexdigest()  # noqa: S324 - Odoo's naming, not security
         path = root / sha[:2] / sha
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,14 +103,29 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=20_000)
     parser.add_argument("--scale", type=float, default=1.0, help="size multiplier")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--mutate", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.generate:
+        generate(args.generate, args.files, args.scale)
+        return
+    if args.mutate:
+        mutate(args.mutate, args.files)
+        return
     if not shutil.which("restic"):
         raise SystemExit("restic not found: apt-get install restic")
     work = Path(tempfile.mkdtemp(prefix="drd-bench-snap-"))
     env = {**os.environ, "RESTIC_PASSWORD": PASSWORD, "PYTHONPATH": str(ROOT)}
     try:
         source = work / "filestore"
-        size = generate(source, args.files, args.scale)
+        # Generate in a child: the peak RSS wait4 reports includes what a forked child
+        # inherited from this process, so this process must stay small.
+        subprocess.run(
+            [sys.executable, __file__, "--generate", str(source), "--files", str(args.files),
+             "--scale", str(args.scale)],
+            check=True,
+        )
+        size = du(source)
         print(f"filestore: {args.files} files, {size / 2**30:.2f} GiB in {source}")
         restic_repo, drd_repo = work / "restic-repo", work / "drd-repo"
         restic = ["restic", "--repo", str(restic_repo), "--quiet"]
@@ -117,7 +137,9 @@ def main() -> None:
             ("initial", [*restic, "backup", str(source)], [*drd, "backup", str(drd_repo), str(source)]),
         ):
             rows.append((label, run(r_cmd, env), run(d_cmd, env)))
-        mutate(source, args.files)
+        subprocess.run(
+            [sys.executable, __file__, "--mutate", str(source), "--files", str(args.files)], check=True
+        )
         rows.append(
             (
                 "incremental",

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,8 @@ INDEX_EVERY = 16  # packs per intermediate index object
 INCOMPRESSIBLE = 0.97  # keep data raw if zstd saves less than 3%
 SAMPLE = 32 * 1024  # compressibility probe for large chunks
 TREE_CHUNK_AVG = 256 * 1024
+BATCH_FILES = 64  # small files per worker task
+BATCH_BYTES = 8 * 1024 * 1024
 
 Progress = Callable[[int, int], None]  # (files done, bytes done)
 
@@ -79,22 +81,29 @@ class CreateResult:
     stats: CreateStats
 
 
-@dataclass
 class _Packer:
-    """Collects sealed blobs into packs; uploads full packs; writes index objects."""
+    """Collects sealed blobs into packs; uploads full packs; writes index objects.
 
-    repo: Repository
-    pack_size: int
-    upload_depth: int
-    stats: CreateStats
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    buffer: bytearray = field(default_factory=bytearray)
-    entries: list[fmt.BlobEntry] = field(default_factory=list)
-    pending: set[str] = field(default_factory=set)  # blob ids accepted in this run
-    uploaded: dict[str, list[fmt.BlobEntry]] = field(default_factory=dict)
-    inflight: list[Future[None]] = field(default_factory=list)
-    pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(4, "drd-upload"))
-    index_lock: threading.Lock = field(default_factory=threading.Lock)
+    Only appending to the current buffer happens under ``lock``; sealing the header,
+    hashing and queueing a full pack happen outside it, so workers never wait for an
+    upload unless ``upload_depth`` packs are already queued (bounded memory).
+    """
+
+    def __init__(
+        self, repo: Repository, pack_size: int, upload_depth: int, stats: CreateStats
+    ) -> None:
+        self.repo = repo
+        self.pack_size = pack_size
+        self.stats = stats
+        self.lock = threading.Lock()
+        self.index_lock = threading.Lock()
+        self.buffer = bytearray()
+        self.entries: list[fmt.BlobEntry] = []
+        self.pending: set[str] = set()  # blob ids accepted in this run
+        self.uploaded: dict[str, list[fmt.BlobEntry]] = {}
+        self.inflight: list[Future[None]] = []
+        self.slots = threading.Semaphore(upload_depth)
+        self.pool = ThreadPoolExecutor(upload_depth, "drd-upload")
 
     def claim(self, blob_id: str, known: Mapping[str, Any]) -> bool:
         """True if the caller must store this blob (nobody has it or is storing it)."""
@@ -107,6 +116,7 @@ class _Packer:
     def add(
         self, blob_id: str, kind: fmt.BlobType, sealed: bytes, raw_length: int, compression: int
     ) -> None:
+        full = None
         with self.lock:
             offset = len(self.buffer)
             self.buffer += sealed
@@ -114,24 +124,34 @@ class _Packer:
                 fmt.BlobEntry(blob_id, kind, "", offset, len(sealed), raw_length, compression)
             )
             if len(self.buffer) >= self.pack_size:
-                self._seal_pack()
+                full = self._take()
+        if full is not None:
+            self._finish_pack(*full)
 
-    def _seal_pack(self) -> None:
-        """Called with ``lock`` held: turn the buffer into a pack and queue its upload."""
-        if not self.entries:
+    def _take(self) -> tuple[bytearray, list[fmt.BlobEntry]]:
+        """With ``lock`` held: hand over the current buffer and start a new one."""
+        taken = (self.buffer, self.entries)
+        self.buffer = bytearray()
+        self.entries = []
+        return taken
+
+    def _finish_pack(self, buffer: bytearray, blobs: list[fmt.BlobEntry]) -> None:
+        if not blobs:
             return
-        header = self.repo.keys.seal(fmt.encode_pack_header(self.entries), fmt.PACK_HEADER_AAD)
-        pack = bytes(self.buffer) + fmt.pack_trailer(header)
+        header = self.repo.keys.seal(fmt.encode_pack_header(blobs), fmt.PACK_HEADER_AAD)
+        buffer += fmt.pack_trailer(header)
+        pack = bytes(buffer)
+        del buffer
         pack_id = fmt.content_id(pack)
         entries = [
             fmt.BlobEntry(e.id, e.type, pack_id, e.offset, e.length, e.raw_length, e.compression)
-            for e in self.entries
+            for e in blobs
         ]
-        self.buffer = bytearray()
-        self.entries = []
-        while len([f for f in self.inflight if not f.done()]) >= self.upload_depth:
-            time.sleep(0.005)  # back-pressure keeps memory bounded
-        self.inflight.append(self.pool.submit(self._upload, pack_id, pack, entries))
+        self.slots.acquire()  # back-pressure: at most upload_depth packs in memory
+        future = self.pool.submit(self._upload, pack_id, pack, entries)
+        future.add_done_callback(lambda _f: self.slots.release())
+        with self.lock:
+            self.inflight.append(future)
 
     def _upload(self, pack_id: str, pack: bytes, entries: list[fmt.BlobEntry]) -> None:
         self.repo.store.put(fmt.pack_key(pack_id), pack)
@@ -156,7 +176,9 @@ class _Packer:
 
     def flush(self) -> None:
         with self.lock:
-            self._seal_pack()
+            full = self._take()
+        self._finish_pack(*full)
+        with self.lock:
             inflight, self.inflight = self.inflight, []
         for future in inflight:
             future.result()  # re-raise upload errors
@@ -227,7 +249,7 @@ class _Snapshotter:
         self.chunker = FastCDC(
             avg_size=cfg.chunker["avg"], min_size=cfg.chunker["min"], max_size=cfg.chunker["max"]
         )
-        self.packer = _Packer(repo, cfg.pack_size, upload_depth=max(2, workers), stats=self.stats)
+        self.packer = _Packer(repo, cfg.pack_size, max(2, workers), self.stats)
         self.encoder = _Encoder()
         self.stats_lock = threading.Lock()
         self.done_files = 0
@@ -272,8 +294,20 @@ class _Snapshotter:
         return ids
 
     def run(self, parent_tree: Mapping[str, fmt.TreeEntry]) -> list[fmt.TreeEntry]:
-        entries: list[fmt.TreeEntry | Future[fmt.TreeEntry]] = []
+        """Walk the source; small files go to workers in batches (per-task overhead is
+        what dominates a filestore of many small files), large files one by one."""
+        entries: list[fmt.TreeEntry | Future[fmt.TreeEntry] | None] = []
+        batches: list[Future[list[tuple[int, fmt.TreeEntry]]]] = []
+        batch: list[tuple[int, str, os.stat_result, int]] = []
+        batch_bytes = 0
         slots = threading.Semaphore(self.workers * 2)
+
+        def submit(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+            slots.acquire()
+            future = pool.submit(fn, *args)
+            future.add_done_callback(lambda _f: slots.release())
+            return future
+
         with ThreadPoolExecutor(self.workers, "drd-snapshot") as pool:
             for rel, st in _walk(self.source):
                 mode = stat.S_IMODE(st.st_mode)
@@ -289,47 +323,58 @@ class _Snapshotter:
                 elif stat.S_ISREG(st.st_mode):
                     self.stats.files += 1
                     self.stats.bytes += st.st_size
-                    old = parent_tree.get(rel)
-                    if (
-                        old is not None
-                        and old.type == "file"
-                        and (old.size, old.mtime_ns, old.inode)
-                        == (st.st_size, st.st_mtime_ns, st.st_ino)
-                        and all(blob in self.known for blob in old.content)
-                    ):
-                        self.stats.files_unchanged += 1
-                        entries.append(
-                            fmt.TreeEntry(
-                                rel,
-                                "file",
-                                mode,
-                                st.st_mtime_ns,
-                                st.st_size,
-                                st.st_ino,
-                                old.content,
-                            )
-                        )
-                        with self.stats_lock:
-                            self.done_files += 1
-                            self.done_bytes += st.st_size
-                        if self.progress is not None:
-                            self.progress(self.done_files, self.done_bytes)
-                        continue
-                    slots.acquire()
-                    future = pool.submit(self._file_entry, rel, st, mode)
-                    future.add_done_callback(lambda _f: slots.release())
-                    entries.append(future)
+                    unchanged = self._unchanged(parent_tree.get(rel), rel, st, mode)
+                    if unchanged is not None:
+                        entries.append(unchanged)
+                    elif st.st_size <= self.small_limit:
+                        batch.append((len(entries), rel, st, mode))
+                        entries.append(None)
+                        batch_bytes += st.st_size
+                        if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
+                            batches.append(submit(self._batch_entries, batch))
+                            batch, batch_bytes = [], 0
+                    else:
+                        entries.append(submit(self._file_entry, rel, st, mode))
                 # sockets, fifos, devices: not part of a filestore; skipped
-            return [e.result() if isinstance(e, Future) else e for e in entries]
+            if batch:
+                batches.append(submit(self._batch_entries, batch))
+            for future in batches:
+                for position, entry in future.result():
+                    entries[position] = entry
+            resolved = [e.result() if isinstance(e, Future) else e for e in entries]
+        return [e for e in resolved if e is not None]
+
+    def _unchanged(
+        self, old: fmt.TreeEntry | None, rel: str, st: os.stat_result, mode: int
+    ) -> fmt.TreeEntry | None:
+        """The parent's entry, reused without reading, if the file did not change."""
+        if (
+            old is None
+            or old.type != "file"
+            or (old.size, old.mtime_ns, old.inode) != (st.st_size, st.st_mtime_ns, st.st_ino)
+            or not all(blob in self.known for blob in old.content)
+        ):
+            return None
+        self.stats.files_unchanged += 1
+        self._progress(st.st_size)
+        return fmt.TreeEntry(rel, "file", mode, st.st_mtime_ns, st.st_size, st.st_ino, old.content)
+
+    def _progress(self, size: int) -> None:
+        with self.stats_lock:
+            self.done_files += 1
+            self.done_bytes += size
+            files, total = self.done_files, self.done_bytes
+        if self.progress is not None:
+            self.progress(files, total)
+
+    def _batch_entries(
+        self, batch: list[tuple[int, str, os.stat_result, int]]
+    ) -> list[tuple[int, fmt.TreeEntry]]:
+        return [(position, self._file_entry(rel, st, mode)) for position, rel, st, mode in batch]
 
     def _file_entry(self, rel: str, st: os.stat_result, mode: int) -> fmt.TreeEntry:
         content = self.read_file(rel, st.st_size)
-        with self.stats_lock:
-            self.done_files += 1
-            self.done_bytes += st.st_size
-            files, size = self.done_files, self.done_bytes
-        if self.progress is not None:
-            self.progress(files, size)
+        self._progress(st.st_size)
         return fmt.TreeEntry(rel, "file", mode, st.st_mtime_ns, st.st_size, st.st_ino, content)
 
     def store_tree(self, entries: list[fmt.TreeEntry]) -> tuple[str, ...]:
