@@ -30,6 +30,9 @@ def test_demo_protects_a_fresh_cluster_end_to_end() -> None:
     assert "stanza acme-erp: created" in out
     assert "no prior full backup: took a full backup instead of incr" in out
     assert "FAILED" not in out
+    assert "read 1 changed files of 301" in out
+    assert "restored tree identical to the filestore: True" in out
+    assert "no problems found" in out
     status_line = next(line for line in out.splitlines() if line.startswith("acme-erp "))
     assert "tier-1" in status_line
     assert "primary" in status_line

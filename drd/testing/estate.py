@@ -89,21 +89,23 @@ class EstateBuilder:
         *,
         tier: str = "tier-1",
         dbname: str = "postgres",
+        filestore: Path | None = None,
     ) -> str:
-        self.workloads.append(
-            {
-                "name": name,
-                "tier": tier,
-                "repository": repository,
-                "postgres": {
-                    "primary": {"host": "127.0.0.1", "port": cluster.port, "dbname": dbname},
-                    "pgdata": str(cluster.data_dir),
-                    "socket_dir": str(cluster.socket_dir),
-                    "os_user": cluster.os_user,
-                    "bin_dir": str(cluster.bin_dir),
-                },
-            }
-        )
+        doc: dict[str, Any] = {
+            "name": name,
+            "tier": tier,
+            "repository": repository,
+            "postgres": {
+                "primary": {"host": "127.0.0.1", "port": cluster.port, "dbname": dbname},
+                "pgdata": str(cluster.data_dir),
+                "socket_dir": str(cluster.socket_dir),
+                "os_user": cluster.os_user,
+                "bin_dir": str(cluster.bin_dir),
+            },
+        }
+        if filestore is not None:
+            doc["filestore"] = {"path": str(filestore)}
+        self.workloads.append(doc)
         return name
 
     def write(self) -> Path:
