@@ -49,7 +49,7 @@ INCOMPRESSIBLE = 0.97  # keep data raw if zstd saves less than 3%
 SAMPLE = 32 * 1024  # compressibility probe for large chunks
 TREE_CHUNK_AVG = 256 * 1024
 BATCH_FILES = 64  # small files per worker task
-BATCH_BYTES = 8 * 1024 * 1024
+BATCH_BYTES = 4 * 1024 * 1024
 
 Progress = Callable[[int, int], None]  # (files done, bytes done)
 
@@ -436,7 +436,7 @@ def create_snapshot(
         snapshot_id = fmt.content_id(sealed)
         repo.store.put(fmt.snapshot_key(snapshot_id), sealed)
         stats.bytes_written += len(sealed)
-    repo.load_index(refresh=True)
+    repo.invalidate_index()
     log.info(
         "snapshot_created",
         snapshot=snapshot_id[:8],

@@ -54,6 +54,11 @@ class Repository:
     def index_ids(self) -> list[str]:
         return [info.key.removeprefix("index/") for info in self.store.list("index/")]
 
+    def invalidate_index(self) -> None:
+        """Forget the cached index (after writing): it is reloaded on next use."""
+        with self._index_lock:
+            self._index = None
+
     def load_index(self, *, refresh: bool = False) -> dict[str, fmt.BlobEntry]:
         """blob id -> where it is, from every index object (cached)."""
         with self._index_lock:
