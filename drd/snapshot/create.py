@@ -97,8 +97,9 @@ class _Packer:
         self.stats = stats
         self.lock = threading.Lock()
         self.index_lock = threading.Lock()
-        self.buffer = bytearray()
-        self.entries: list[fmt.BlobEntry] = []
+        self.parts: list[bytes] = []  # sealed blobs of the pack being filled (no copying)
+        self.size = 0
+        self.entries: list[tuple[str, fmt.BlobType, int, int, int, int]] = []
         self.pending: set[str] = set()  # blob ids accepted in this run
         self.uploaded: dict[str, list[fmt.BlobEntry]] = {}
         self.inflight: list[Future[None]] = []
@@ -118,35 +119,34 @@ class _Packer:
     ) -> None:
         full = None
         with self.lock:
-            offset = len(self.buffer)
-            self.buffer += sealed
-            self.entries.append(
-                fmt.BlobEntry(blob_id, kind, "", offset, len(sealed), raw_length, compression)
-            )
-            if len(self.buffer) >= self.pack_size:
+            self.entries.append((blob_id, kind, self.size, len(sealed), raw_length, compression))
+            self.parts.append(sealed)
+            self.size += len(sealed)
+            if self.size >= self.pack_size:
                 full = self._take()
         if full is not None:
             self._finish_pack(*full)
 
-    def _take(self) -> tuple[bytearray, list[fmt.BlobEntry]]:
-        """With ``lock`` held: hand over the current buffer and start a new one."""
-        taken = (self.buffer, self.entries)
-        self.buffer = bytearray()
+    def _take(self) -> tuple[list[bytes], list[tuple[str, fmt.BlobType, int, int, int, int]]]:
+        """With ``lock`` held: hand over the current pack's parts and start a new one."""
+        taken = (self.parts, self.entries)
+        self.parts = []
         self.entries = []
+        self.size = 0
         return taken
 
-    def _finish_pack(self, buffer: bytearray, blobs: list[fmt.BlobEntry]) -> None:
+    def _finish_pack(
+        self, parts: list[bytes], blobs: list[tuple[str, fmt.BlobType, int, int, int, int]]
+    ) -> None:
         if not blobs:
             return
-        header = self.repo.keys.seal(fmt.encode_pack_header(blobs), fmt.PACK_HEADER_AAD)
-        buffer += fmt.pack_trailer(header)
-        pack = bytes(buffer)
-        del buffer
+        rows = [fmt.BlobEntry(b[0], b[1], "", b[2], b[3], b[4], b[5]) for b in blobs]
+        header = self.repo.keys.seal(fmt.encode_pack_header(rows), fmt.PACK_HEADER_AAD)
+        parts.append(fmt.pack_trailer(header))
+        pack = b"".join(parts)  # the one copy of the pack's bytes
+        parts.clear()
         pack_id = fmt.content_id(pack)
-        entries = [
-            fmt.BlobEntry(e.id, e.type, pack_id, e.offset, e.length, e.raw_length, e.compression)
-            for e in blobs
-        ]
+        entries = [fmt.BlobEntry(b[0], b[1], pack_id, b[2], b[3], b[4], b[5]) for b in blobs]
         self.slots.acquire()  # back-pressure: at most upload_depth packs in memory
         future = self.pool.submit(self._upload, pack_id, pack, entries)
         future.add_done_callback(lambda _f: self.slots.release())
@@ -240,6 +240,7 @@ class _Snapshotter:
     ) -> None:
         self.repo = repo
         self.source = source
+        self.source_str = str(source)
         self.workers = workers
         self.progress = progress
         self.stats = CreateStats()
@@ -270,7 +271,7 @@ class _Snapshotter:
         return blob_id
 
     def read_file(self, rel: str, size: int) -> tuple[str, ...]:
-        path = self.source / rel
+        path = os.path.join(self.source_str, rel)  # str, not Path: this runs per file
         ids: tuple[str, ...]
         try:
             if size <= self.small_limit:
@@ -281,7 +282,7 @@ class _Snapshotter:
             else:
                 ids_list = []
                 read = 0
-                for chunk in self.chunker.cut_file(str(path)):
+                for chunk in self.chunker.cut_file(path):
                     piece = bytes(chunk.data)
                     read += len(piece)
                     ids_list.append(self.store_blob(piece, "data"))

@@ -284,9 +284,10 @@ class _Restorer:
             if self.progress is not None:
                 self.progress(self.stats.files, self.stats.bytes, *self.totals)
 
-    def file(self, entry: fmt.TreeEntry) -> None:
+    def file(self, entry: fmt.TreeEntry, read: Callable[[str], bytes] | None = None) -> None:
         if self.cancelled.is_set():
             return
+        read = read or self.repo.read_blob
         with self.target.parent(entry.path) as (parent_fd, name):
             self.target.make_room(parent_fd, name, entry.path)
             fd = os.open(name, _FILE_FLAGS, 0o600, dir_fd=parent_fd)
@@ -295,7 +296,7 @@ class _Restorer:
                 for blob_id in entry.content:
                     if self.cancelled.is_set():
                         return
-                    data = self.repo.read_blob(blob_id)
+                    data = read(blob_id)
                     view = memoryview(data)
                     while view:
                         count = os.write(fd, view)
@@ -326,9 +327,46 @@ class _Restorer:
             os.fchmod(fd, entry.mode)
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
 
+    def pack_group(self, pack: str, entries: Sequence[fmt.TreeEntry]) -> None:
+        """Files whose blobs all sit in one pack: one ranged read for all of them.
+
+        A filestore is mostly small files; fetching each blob separately would cost one
+        request (or open) per file."""
+        if self.cancelled.is_set():
+            return
+        index = self.repo.load_index()
+        blobs = [index[b] for e in entries for b in e.content]
+        start = min(b.offset for b in blobs)
+        end = max(b.offset + b.length for b in blobs)
+        span = self.repo.store.get_range(fmt.pack_key(pack), start, end - start)
+        if len(span) != end - start:
+            raise SnapshotError(f"pack {fmt.pack_key(pack)}: truncated")
+
+        def read(blob_id: str) -> bytes:
+            entry = index[blob_id]
+            sealed = span[entry.offset - start : entry.offset - start + entry.length]
+            return self.repo.decode_blob(entry, sealed)
+
+        for entry in entries:
+            self.file(entry, read)
+
     def files(self, entries: Sequence[fmt.TreeEntry], workers: int) -> None:
+        index = self.repo.load_index()
+        groups: dict[str, list[fmt.TreeEntry]] = {}
+        singles: list[fmt.TreeEntry] = []
+        for entry in entries:
+            packs = {index[b].pack for b in entry.content}
+            if len(packs) == 1:
+                groups.setdefault(packs.pop(), []).append(entry)
+            else:
+                singles.append(entry)  # empty or spread over several packs
         with cf.ThreadPoolExecutor(max(1, workers), "drd-restore") as pool:
-            futures = {pool.submit(self.file, e): e for e in entries}
+            futures: dict[cf.Future[None], fmt.TreeEntry] = {}
+            for pack, members in groups.items():
+                members.sort(key=lambda e: index[e.content[0]].offset)
+                futures[pool.submit(self.pack_group, pack, members)] = members[0]
+            for entry in singles:
+                futures[pool.submit(self.file, entry)] = entry
             done, _ = cf.wait(futures, return_when=cf.FIRST_EXCEPTION)
             failed = next((f for f in done if f.exception() is not None), None)
             if failed is not None:
