@@ -55,6 +55,14 @@ def s3(scratch: Scratch) -> Iterator[S3Endpoint]:
     endpoint.stop()
 
 
+@pytest.fixture(scope="session")
+def authed_s3(scratch: Scratch) -> Iterator[tuple[S3Endpoint, str, str]]:
+    """A second S3 endpoint that checks signatures: (endpoint, key id, secret)."""
+    endpoint, key_id, secret = S3Endpoint.start_authenticated(scratch)
+    yield endpoint, key_id, secret
+    endpoint.stop()
+
+
 @pytest.fixture
 def bucket(s3: S3Endpoint) -> str:
     """A fresh, empty bucket for one test."""

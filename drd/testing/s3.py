@@ -27,6 +27,9 @@ from drd.testing.tls import TlsFiles, make_localhost_tls
 ACCESS_KEY = "drdtestaccesskey"
 SECRET_KEY = "drd-test-secret-key-not-real"  # noqa: S105 - moto accepts any credentials
 REGION = "us-east-1"
+_ALLOW_ALL = (
+    '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}'
+)
 
 NGINX_CONF = """\
 worker_processes 1;
@@ -180,6 +183,34 @@ class S3Endpoint:
             REGISTRY.discard(proc.pid)
             proc.wait(timeout=10)  # reap it: we are its parent
         self.procs.clear()
+
+    @classmethod
+    def start_authenticated(
+        cls, scratch: Scratch, name: str = "s3-auth"
+    ) -> tuple[S3Endpoint, str, str]:
+        """A moto that checks request signatures, with one IAM user allowed everything.
+
+        moto enforces authentication after ``INITIAL_NO_AUTH_ACTION_COUNT`` requests; the
+        first four create the user, its access key and an allow-all policy. Returns the
+        endpoint, the key id and its secret (tests then try wrong secrets against it)."""
+        endpoint = cls.start(scratch, name=name, moto_env={"INITIAL_NO_AUTH_ACTION_COUNT": "4"})
+        try:
+            iam = boto3.client(
+                "iam",
+                endpoint_url=endpoint.url,
+                region_name=REGION,
+                aws_access_key_id="bootstrap",
+                aws_secret_access_key="bootstrap",  # noqa: S106 - unauthenticated bootstrap
+                verify=str(endpoint.tls.ca_cert),
+            )
+            iam.create_user(UserName="drd")
+            key = iam.create_access_key(UserName="drd")["AccessKey"]
+            policy = iam.create_policy(PolicyName="all", PolicyDocument=_ALLOW_ALL)
+            iam.attach_user_policy(UserName="drd", PolicyArn=policy["Policy"]["Arn"])
+        except BaseException:
+            endpoint.stop()
+            raise
+        return endpoint, str(key["AccessKeyId"]), str(key["SecretAccessKey"])
 
     # -- clients ---------------------------------------------------------------------
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import boto3
 import pytest
@@ -11,37 +10,11 @@ import pytest
 from drd.errors import BackupError
 from drd.pgbackrest.runner import Pgbackrest
 from drd.pgbackrest.stanza import write_config
-from drd.testing import PgCluster, S3Endpoint, Scratch
+from drd.testing import PgCluster, S3Endpoint
 from drd.testing.estate import PASSPHRASE_ENV, EstateBuilder, start_protected
 from drd.testing.s3 import REGION
 
 pytestmark = pytest.mark.integration
-
-ALLOW_ALL = json.dumps(
-    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-)
-
-
-@pytest.fixture(scope="module")
-def authed_s3(scratch: Scratch) -> Iterator[tuple[S3Endpoint, str, str]]:
-    """A moto that checks signatures: an IAM user with a key, made in the first 4 requests."""
-    endpoint = S3Endpoint.start(
-        scratch, name="s3-auth", moto_env={"INITIAL_NO_AUTH_ACTION_COUNT": "4"}
-    )
-    iam = boto3.client(
-        "iam",
-        endpoint_url=endpoint.url,
-        region_name=REGION,
-        aws_access_key_id="bootstrap",
-        aws_secret_access_key="bootstrap",
-        verify=str(endpoint.tls.ca_cert),
-    )
-    iam.create_user(UserName="drd")
-    key = iam.create_access_key(UserName="drd")["AccessKey"]
-    policy = iam.create_policy(PolicyName="all", PolicyDocument=ALLOW_ALL)
-    iam.attach_user_policy(UserName="drd", PolicyArn=policy["Policy"]["Arn"])
-    yield endpoint, key["AccessKeyId"], key["SecretAccessKey"]
-    endpoint.stop()
 
 
 def test_wrong_s3_secret_is_a_clear_error(

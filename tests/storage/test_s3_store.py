@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -16,16 +15,12 @@ from botocore.exceptions import ClientError
 from drd.errors import StorageError
 from drd.storage import LifecycleTransition
 from drd.storage.s3 import S3Store, default_retry_policy
-from drd.testing import S3Endpoint, Scratch
+from drd.testing import S3Endpoint
 from drd.testing.s3 import REGION
 
 MIB = 1024 * 1024
 
 pytestmark = pytest.mark.integration
-
-ALLOW_ALL = json.dumps(
-    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-)
 
 
 def test_large_object_goes_multipart(
@@ -135,30 +130,6 @@ def test_lifecycle_round_trip(
     other.set_lifecycle([])
     assert store.get_lifecycle() == []
     assert client.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"] == [foreign]
-
-
-@pytest.fixture(scope="module")
-def authed_s3(scratch: Scratch) -> Iterator[tuple[S3Endpoint, str, str]]:
-    """A moto that checks signatures: an IAM user with a key, made in the first 4 requests."""
-    endpoint = S3Endpoint.start(
-        scratch, name="s3-auth-storage", moto_env={"INITIAL_NO_AUTH_ACTION_COUNT": "4"}
-    )
-    try:
-        iam = boto3.client(
-            "iam",
-            endpoint_url=endpoint.url,
-            region_name=REGION,
-            aws_access_key_id="bootstrap",
-            aws_secret_access_key="bootstrap",
-            verify=str(endpoint.tls.ca_cert),
-        )
-        iam.create_user(UserName="drd")
-        key = iam.create_access_key(UserName="drd")["AccessKey"]
-        policy = iam.create_policy(PolicyName="all", PolicyDocument=ALLOW_ALL)
-        iam.attach_user_policy(UserName="drd", PolicyArn=policy["Policy"]["Arn"])
-        yield endpoint, key["AccessKeyId"], key["SecretAccessKey"]
-    finally:
-        endpoint.stop()
 
 
 def test_wrong_secret_is_a_clear_error(
