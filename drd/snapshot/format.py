@@ -58,7 +58,7 @@ def content_id(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per blob: millions in a large repository
 class BlobEntry:
     """Where one blob lives: its pack, byte range, and how to read it back."""
 
@@ -160,7 +160,7 @@ def decode_index(data: bytes, index_id: str) -> Iterator[BlobEntry]:
 EntryType = Literal["file", "dir", "symlink"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file: millions in a large filestore
 class TreeEntry:
     """One path in a snapshot. ``path`` is relative, '/'-separated, never '..'."""
 
