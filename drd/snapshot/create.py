@@ -282,10 +282,14 @@ class _Snapshotter:
             else:
                 ids_list = []
                 read = 0
-                for chunk in self.chunker.cut_file(path):
-                    piece = bytes(chunk.data)
-                    read += len(piece)
-                    ids_list.append(self.store_blob(piece, "data"))
+                # cut_stream over a plain file object, not cut_file: cut_file mmaps the
+                # whole file, and mapped pages count as resident memory (a 4 GiB scan
+                # would show as 4 GiB of RSS). Each chunk is copied out right away.
+                with open(path, "rb") as handle:
+                    for chunk in self.chunker.cut_stream(handle):
+                        piece = bytes(chunk.data)  # the stream's buffer is reused
+                        read += len(piece)
+                        ids_list.append(self.store_blob(piece, "data"))
                 ids = tuple(ids_list)
         except OSError as exc:
             raise SnapshotError(f"cannot read {path}: {exc.strerror}") from exc
