@@ -19,6 +19,9 @@ to it, and ``render()`` is what the daemon's ``/metrics`` endpoint serves.
     drd_snapshot_bytes_total                             counter    workload, kind (new|dedup)
     drd_snapshot_files                                   gauge      workload
     drd_snapshot_failures_total                          counter    workload
+    drd_drill_rpo_seconds / drd_drill_rto_seconds        gauge      workload
+    drd_drill_last_success_timestamp_seconds             gauge      workload
+    drd_drill_verdict                                    gauge      workload (1 pass, 0 fail)
 
 ``type`` is the pgBackRest backup type: full, diff or incr (anything else is refused,
 which keeps label cardinality bounded).
@@ -283,6 +286,36 @@ def record_snapshot_failure(workload: str) -> None:
     SNAPSHOT_FAILURES.labels(workload).inc()
 
 
+DRILL_RPO = Gauge(
+    "drd_drill_rpo_seconds", "RPO measured by the newest drill.", ["workload"], registry=REGISTRY
+)
+DRILL_RTO = Gauge(
+    "drd_drill_rto_seconds", "RTO measured by the newest drill.", ["workload"], registry=REGISTRY
+)
+DRILL_LAST_SUCCESS = Gauge(
+    "drd_drill_last_success_timestamp_seconds",
+    "Unix time of the newest drill that passed.",
+    ["workload"],
+    registry=REGISTRY,
+)
+DRILL_VERDICT = Gauge(
+    "drd_drill_verdict", "Newest drill: 1 passed, 0 failed.", ["workload"], registry=REGISTRY
+)
+
+
+def record_drill(
+    workload: str, *, passed: bool, rpo: float | None, rto: float | None, finished_at: datetime
+) -> None:
+    value = _unix(finished_at)
+    DRILL_VERDICT.labels(workload).set(1 if passed else 0)
+    if rpo is not None:
+        DRILL_RPO.labels(workload).set(rpo)
+    if rto is not None:
+        DRILL_RTO.labels(workload).set(rto)
+    if passed:
+        DRILL_LAST_SUCCESS.labels(workload).set(value)
+
+
 def forget_workload(workload: str) -> None:
     """Drop every series of a workload that is no longer configured."""
     for kind in BACKUP_TYPES:
@@ -298,6 +331,10 @@ def forget_workload(workload: str) -> None:
         SNAPSHOT_DURATION,
         SNAPSHOT_FILES,
         SNAPSHOT_FAILURES,
+        DRILL_RPO,
+        DRILL_RTO,
+        DRILL_LAST_SUCCESS,
+        DRILL_VERDICT,
     ):
         _remove(gauge, workload)
     for kind in ("new", "deduplicated"):

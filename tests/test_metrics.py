@@ -42,6 +42,7 @@ def test_every_metric_is_exposed_with_its_exact_name_and_type(workload: str) -> 
         workload, duration=12.0, finished_at=FINISHED, files=3, bytes_new=100, bytes_dedup=50
     )
     metrics.record_snapshot_failure(workload)
+    metrics.record_drill(workload, passed=True, rpo=12.5, rto=40.0, finished_at=FINISHED)
 
     text = metrics.render().decode()
     for line in (
@@ -59,6 +60,8 @@ def test_every_metric_is_exposed_with_its_exact_name_and_type(workload: str) -> 
         f'drd_snapshot_bytes_total{{kind="deduplicated",workload="{workload}"}} 50.0',
         f'drd_snapshot_files{{workload="{workload}"}} 3.0',
         f'drd_snapshot_failures_total{{workload="{workload}"}} 1.0',
+        f'drd_drill_rpo_seconds{{workload="{workload}"}} 12.5',
+        f'drd_drill_verdict{{workload="{workload}"}} 1.0',
     ):
         assert line in text, line
     assert "# TYPE drd_wal_archive_failed_total counter" in text
@@ -78,6 +81,10 @@ def test_every_metric_is_exposed_with_its_exact_name_and_type(workload: str) -> 
         "drd_snapshot_bytes": "counter",
         "drd_snapshot_files": "gauge",
         "drd_snapshot_failures": "counter",
+        "drd_drill_rpo_seconds": "gauge",
+        "drd_drill_rto_seconds": "gauge",
+        "drd_drill_last_success_timestamp_seconds": "gauge",
+        "drd_drill_verdict": "gauge",
     }
     assert _sample(
         "drd_backup_last_success_timestamp_seconds", workload=workload, type="full"

@@ -34,6 +34,7 @@ class EstateBuilder:
     scratch: Scratch
     name: str = "estate"
     passphrase: str = "test-repository-passphrase"  # noqa: S105 - test-only
+    tiers_dir: Path = TIERS
     repositories: list[dict[str, Any]] = field(default_factory=list)
     workloads: list[dict[str, Any]] = field(default_factory=list)
 
@@ -112,7 +113,7 @@ class EstateBuilder:
         data = {
             "version": 1,
             "state_dir": str(self.root / "state"),
-            "tiers_dir": str(TIERS),
+            "tiers_dir": str(self.tiers_dir),
             "repositories": self.repositories,
             "workloads": self.workloads,
         }

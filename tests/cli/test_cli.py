@@ -108,6 +108,7 @@ def test_unbuilt_commands_are_not_shown(capsys: pytest.CaptureFixture[str]) -> N
         "heartbeat",
         "repo",
         "snapshot",
+        "drill",
     }
     assert main(["--help"]) == 0
     assert "Exit codes" in capsys.readouterr().out

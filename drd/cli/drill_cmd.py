@@ -1,0 +1,115 @@
+"""``drd drill``: restore drills that measure real RPO and RTO (local sandbox)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from drd.catalog import open_configured
+from drd.cli.context import state
+from drd.cli.output import OutputFormat, write_json, write_table
+from drd.drill.service import run_drill
+from drd.errors import ConfigError, SafetyError
+
+app = typer.Typer(help="Restore drills: restore for real into a sandbox, verify, measure RPO/RTO.")
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ConfigError(
+            f"--at {value!r} is not an ISO 8601 time (e.g. 2026-11-29T03:00:00Z)"
+        ) from exc
+    if parsed.tzinfo is None:
+        raise ConfigError(f"--at {value!r} needs a time zone (e.g. a trailing Z for UTC)")
+    return parsed.astimezone(UTC)
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    workload: Annotated[str, typer.Argument(help="workload name")],
+    at: Annotated[
+        str | None, typer.Option("--at", help="disaster time T0 (ISO 8601); default now")
+    ] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="leave the sandbox running for inspection")
+    ] = False,
+) -> None:
+    """Restore the newest restore point at T0 into a local sandbox; exit 0 only on pass."""
+    st = state(ctx)
+    estate = st.estate()
+    t0 = _parse_time(at)
+    with open_configured(estate.config) as catalog:
+        result = run_drill(estate, workload, catalog, t0=t0, keep=keep)
+    if st.output is OutputFormat.json:
+        write_json(result.as_dict())
+    else:
+        typer.echo(f"drill {result.drill_id} of {workload}: {result.verdict.upper()}")
+        snapshot = (result.snapshot_id or "-")[:8]
+        typer.echo(
+            f"  restored backup {result.backup_label}, snapshot {snapshot}, "
+            f"db target {result.db_target}"
+        )
+        rpo = f"{result.rpo_seconds:.1f}s" if result.rpo_seconds is not None else "unknown"
+        typer.echo(
+            f"  RPO {rpo} (objective {result.rpo_objective_seconds:.0f}s), "
+            f"RTO {result.rto_seconds or 0:.1f}s (objective {result.rto_objective_seconds:.0f}s)"
+        )
+        typer.echo("  phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in result.phases.items()))
+        for reason in result.reasons:
+            typer.echo(f"  - {reason}")
+        if keep and result.sandbox:
+            typer.echo(
+                f"  sandbox kept in {result.sandbox}: psql -h {result.sandbox}/run "
+                f"-p {result.sandbox_port} -U postgres; stop: pg_ctl -D {result.sandbox}/data stop"
+            )
+    if result.verdict != "pass":
+        raise SafetyError(f"drill of {workload} failed: {'; '.join(result.reasons)[:500]}")
+
+
+@app.command("list")
+def list_drills(
+    ctx: typer.Context,
+    workload: Annotated[str | None, typer.Argument(help="workload name")] = None,
+) -> None:
+    """Drills recorded in the catalog, newest first."""
+    st = state(ctx)
+    estate = st.estate()
+    with open_configured(estate.config) as catalog:
+        drills = catalog.list_drills(workload)
+    rows = [
+        {
+            "id": d.id,
+            "workload": d.workload,
+            "started_at": d.started_at,
+            "verdict": d.verdict,
+            "rpo_s": d.measured_rpo_seconds,
+            "rto_s": d.measured_rto_seconds,
+        }
+        for d in drills
+    ]
+    if st.output is OutputFormat.json:
+        write_json(rows)
+    else:
+        write_table(rows, ("id", "workload", "started_at", "verdict", "rpo_s", "rto_s"))
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    drill_id: Annotated[int, typer.Argument(help="drill id from `drd drill list`")],
+) -> None:
+    """Everything a drill recorded: restore point, measurements, phases, checks, verdict."""
+    st = state(ctx)
+    estate = st.estate()
+    with open_configured(estate.config) as catalog:
+        found = next((d for d in catalog.list_drills() if d.id == drill_id), None)
+    if found is None:
+        raise ConfigError(f"no drill {drill_id} in the catalog")
+    write_json(found.details)

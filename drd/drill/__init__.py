@@ -1,0 +1,1 @@
+"""Restore drills: restore for real, verify, measure RPO and RTO."""
