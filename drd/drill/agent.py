@@ -210,7 +210,7 @@ def _verify(estate: Estate, workload_name: str, sandbox: LocalSandbox, result: D
         if is_odoo and workload.filestore is not None:
             attachments = odoo.verify_attachments(conn, sandbox.filestore)
             result.checks.append(
-                {"name": "attachments", "ok": attachments.ok, "detail": attachments.summary()}
+                {"name": "attachments", "ok": attachments.ok, "detail": attachments.describe()}
             )
         if tier.drills.amcheck:
             result.checks.append(checks.run_amcheck(conn).__dict__)
