@@ -4,9 +4,10 @@ Starts a real PostgreSQL 15 cluster (harness) whose archiving is *not* set up, w
 config derived from ``examples/local/drd.yaml`` for it, then runs the real ``drd``
 commands an operator would: ``db setup`` (drift report, then ``--apply``), a heartbeat,
 ``backup db`` (an incr with no prior full becomes a full), ``check`` and ``status``;
-then fills an Odoo-style filestore, snapshots it twice (the second reads only what
-changed), restores it and checks the restore is byte-identical, and verifies the
-repository.
+then fills an Odoo-style database and filestore, snapshots the filestore twice (the
+second reads only what changed), restores it byte-identical, verifies the repository,
+and runs a restore drill that neutralizes the copy, checks every attachment and
+measures RPO and RTO.
 Everything it starts is stopped at the end; ``DRD_DEMO_KEEP=1`` keeps the scratch
 directory (config, catalog, repository) for a look around.
 """
@@ -26,6 +27,7 @@ import yaml
 
 from drd import log
 from drd.testing import PgCluster, Scratch
+from drd.testing.odoo import create_odoo_schema, populate
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "local" / "drd.yaml"
@@ -104,6 +106,48 @@ def _demo_config(scratch: Scratch, cluster: PgCluster) -> Path:
     return path
 
 
+def _filestore_and_drill(
+    config: Path, cluster: PgCluster, scratch: Scratch, env: dict[str, str]
+) -> None:
+    """Snapshots of an Odoo-like filestore, a verified restore, then a restore drill."""
+    filestore = scratch.dir("filestore", mode=0o755)
+    _fill_filestore(filestore)
+    create_odoo_schema(cluster, "acme")
+    populate(cluster, "acme", filestore, attachments=40)  # ir_attachment rows + their files
+    count = sum(1 for _ in filestore.rglob("*/*"))
+    _say(f"filestore: {count} Odoo-style files; encrypted, deduplicated snapshots")
+    _drd(config, "repo", "init", "local", env=env)
+    _drd(config, "snapshot", "create", "acme-erp", "--tag", "demo", env=env)
+    _fill_filestore_more(filestore)
+    created = _drd_json(config, "snapshot", "create", "acme-erp", env=env)
+    print(
+        f"second snapshot {created['snapshot_id'][:8]}: read {created['files_read']} changed "
+        f"files of {created['files']}, {created['bytes_new']} new bytes"
+    )
+    _drd(config, "snapshot", "list", env=env)
+    _say("restore the newest snapshot into a scratch directory, then verify the repository")
+    target = scratch.path / "restored"
+    _drd(
+        config,
+        "snapshot",
+        "restore",
+        created["snapshot_id"][:12],
+        "--target",
+        str(target),
+        env=env,
+    )
+    identical = _same_tree(filestore, target)
+    print(f"restored tree identical to the filestore: {identical}")
+    if not identical:
+        raise SystemExit("demo: restored filestore differs")
+    _drd(config, "snapshot", "verify", "--read-data", env=env)
+
+    _say("restore drill: newest restore point into an isolated local sandbox, verified, measured")
+    _drd(config, "heartbeat", "acme-erp", "--once", env=env)
+    cluster.switch_wal_and_wait_archived()
+    _drd(config, "drill", "run", "acme-erp", env=env)
+
+
 def run_demo(env: dict[str, str], scratch: Scratch) -> None:
     _say(
         "a local PostgreSQL 15 server (harness: initdb as postgres, 127.0.0.1), "
@@ -145,35 +189,7 @@ def run_demo(env: dict[str, str], scratch: Scratch) -> None:
         _say("drd status")
         _drd(config, "status", env=env)
 
-        filestore = scratch.dir("filestore", mode=0o755)
-        _fill_filestore(filestore)
-        count = sum(1 for _ in filestore.rglob("*/*"))
-        _say(f"filestore: {count} Odoo-style files; encrypted, deduplicated snapshots")
-        _drd(config, "repo", "init", "local", env=env)
-        _drd(config, "snapshot", "create", "acme-erp", "--tag", "demo", env=env)
-        _fill_filestore_more(filestore)
-        created = _drd_json(config, "snapshot", "create", "acme-erp", env=env)
-        print(
-            f"second snapshot {created['snapshot_id'][:8]}: read {created['files_read']} changed "
-            f"files of {created['files']}, {created['bytes_new']} new bytes"
-        )
-        _drd(config, "snapshot", "list", env=env)
-        _say("restore the newest snapshot into a scratch directory, then verify the repository")
-        target = scratch.path / "restored"
-        _drd(
-            config,
-            "snapshot",
-            "restore",
-            created["snapshot_id"][:12],
-            "--target",
-            str(target),
-            env=env,
-        )
-        identical = _same_tree(filestore, target)
-        print(f"restored tree identical to the filestore: {identical}")
-        if not identical:
-            raise SystemExit("demo: restored filestore differs")
-        _drd(config, "snapshot", "verify", "--read-data", env=env)
+        _filestore_and_drill(config, cluster, scratch, env)
     finally:
         cluster.stop()
 
