@@ -122,6 +122,15 @@ class Odoo(StrictModel):
     database: str = Field(description="Odoo database name; enables Odoo-specific checks")
 
 
+class DrillCheck(StrictModel):
+    """A workload-specific verification run in every drill's restored copy (read-only)."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    sql: str = Field(description="a read-only query; the first column of the first row is compared")
+    expected: str = Field(description="expected value as PostgreSQL prints it (booleans: t/f)")
+    database: str | None = Field(default=None, description="default: the workload's database")
+
+
 class Workload(StrictModel):
     name: str = Field(pattern=NAME_PATTERN)
     tier: str
@@ -131,6 +140,7 @@ class Workload(StrictModel):
     postgres: WorkloadPostgres
     filestore: Filestore | None = None
     odoo: Odoo | None = None
+    checks: list[DrillCheck] = Field(default_factory=list, description="extra drill checks")
 
     @field_validator("tier", "repository")
     @classmethod

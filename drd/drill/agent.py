@@ -141,6 +141,7 @@ def _plan(
     if not usable:
         raise DrdError(f"no backup of {workload_name} finished before T0 {t0.isoformat()}")
     result.backup_label = usable[-1].label
+    result.versions["pgbackrest"] = pgbr.run("version", timeout=60).stdout.strip()
     plan = _Plan(pgbr, None if at_now else t0)
     if workload.filestore is not None:
         from drd.snapshot.service import open_repo  # noqa: PLC0415 - snapshot stack on demand
@@ -214,6 +215,11 @@ def _verify(estate: Estate, workload_name: str, sandbox: LocalSandbox, result: D
             )
         if tier.drills.amcheck:
             result.checks.append(checks.run_amcheck(conn).__dict__)
+        result.versions["postgresql"] = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+    for extra in workload.checks:
+        with sandbox.connect(extra.database or dbname) as conn:
+            outcome = checks.run_custom_check(conn, extra.name, extra.sql, extra.expected)
+            result.checks.append(outcome.__dict__)
 
 
 def _judge(result: DrillResult) -> None:

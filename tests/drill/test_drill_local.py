@@ -34,6 +34,13 @@ def test_healthy_drill_measures_rpo_against_ground_truth(
     """The drill passes; the recovered heartbeat is the newest archived one; phases add up."""
     cluster = make_cluster("drill")
     estate_builder.workload("erp", cluster, estate_builder.filesystem_repo())
+    estate_builder.workloads[-1]["checks"] = [
+        {
+            "name": "heartbeats-present",
+            "sql": "SELECT count(*) > 0 FROM drd.drd_heartbeat",
+            "expected": "t",
+        }
+    ]
     estate = estate_builder.load()
     _, pgbr = start_protected(estate, "erp", cluster)
     primary = estate.config.workload("erp").postgres.primary
@@ -47,6 +54,11 @@ def test_healthy_drill_measures_rpo_against_ground_truth(
         recorded = catalog.latest_drill("erp")
     assert result.verdict == "pass", result.reasons
     assert result.recovered_heartbeat == truth.ts
+    assert {"name": "heartbeats-present", "ok": True} in [
+        {"name": c["name"], "ok": c["ok"]} for c in result.checks
+    ]
+    assert result.versions["pgbackrest"].startswith("pgBackRest 2.")
+    assert result.versions["postgresql"].startswith("15.")
     expected_rpo = (result.t0 - truth.ts).total_seconds()
     assert result.rpo_seconds is not None
     assert abs(result.rpo_seconds - expected_rpo) < 2
@@ -138,6 +150,9 @@ def test_drill_fails_when_rpo_exceeds_the_objective(
     estate_builder.tiers_dir = tiers
     cluster = make_cluster("rpo")
     estate_builder.workload("erp", cluster, estate_builder.filesystem_repo(), tier="tier-tight")
+    estate_builder.workloads[-1]["checks"] = [
+        {"name": "must-fail", "sql": "SELECT 'no'", "expected": "yes"}
+    ]
     estate = estate_builder.load()
     # The server keeps a normal archive_timeout: this test is about the drill's verdict.
     _, pgbr = start_protected(estate, "erp", cluster, settings={"archive_timeout": "60s"})
@@ -150,5 +165,6 @@ def test_drill_fails_when_rpo_exceeds_the_objective(
     assert any("RPO" in r and "exceeds the objective 3s" in r for r in result.reasons), (
         result.reasons
     )
+    assert any(r.startswith("check must-fail failed") for r in result.reasons), result.reasons
     assert result.sandbox is not None
     assert not Path(result.sandbox).exists()
