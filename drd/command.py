@@ -111,7 +111,13 @@ def run(
         proc.stdin.write(input_text)
         proc.stdin.close()
 
-    reason = _wait(proc, started + timeout, timeout, cancel)
+    try:
+        reason = _wait(proc, started + timeout, timeout, cancel)
+    except BaseException:
+        # Ctrl-C (KeyboardInterrupt) or any error while waiting: the child runs in its
+        # own session and would outlive us; take its whole process group down first.
+        _kill_group(proc)
+        raise
     for reader in readers:
         reader.join(timeout=5)
     for pipe in (proc.stdout, proc.stderr):

@@ -168,3 +168,42 @@ def test_drill_fails_when_rpo_exceeds_the_objective(
     assert any(r.startswith("check must-fail failed") for r in result.reasons), result.reasons
     assert result.sandbox is not None
     assert not Path(result.sandbox).exists()
+
+
+def test_interrupted_drill_leaves_nothing_behind(
+    estate_builder: EstateBuilder, make_cluster: Callable[..., PgCluster]
+) -> None:
+    """Ctrl-C during a drill: exit 130, sandbox directory and its processes gone."""
+    import os
+    import signal
+    import sys
+
+    from drd.testing import wait_until
+
+    cluster = make_cluster("intr")
+    estate_builder.workload("erp", cluster, estate_builder.filesystem_repo())
+    estate = estate_builder.load()
+    _, pgbr = start_protected(estate, "erp", cluster)
+    cluster.execute("CREATE TABLE big AS SELECT g, md5(g::text) FROM generate_series(1, 300000) g")
+    write_heartbeat(estate.config.workload("erp").postgres.primary)
+    pgbr.backup("full")
+    cluster.switch_wal_and_wait_archived()
+    drills = estate.config.state_dir / "drills"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drd", "--config", str(estate.path), "drill", "run", "erp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "DRD_TEST_REPO_PASSPHRASE": estate_builder.passphrase},
+    )
+    sandbox = wait_until(
+        lambda: next((p for p in drills.glob("*") if (p / "data").exists()), None),
+        timeout=60,
+        what="the drill sandbox to appear",
+        interval=0.01,
+    )
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    assert proc.stderr is not None
+    proc.stderr.close()
+    assert not sandbox.exists()
+    assert _no_process_mentions(str(sandbox))
