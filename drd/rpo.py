@@ -54,6 +54,7 @@ import psycopg
 
 from drd.config.models import PostgresEndpoint
 from drd.errors import PostgresError
+from drd.pgbackrest import continuity as wal
 from drd.postgres import heartbeat
 from drd.postgres.heartbeat import Heartbeat
 from drd.postgres.probe import connect
@@ -61,7 +62,6 @@ from drd.redact import redact
 
 DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 _XLOGID = 1 << 32  # bytes per "log id" (the high 32 bits of an LSN)
-_SEGMENT_NAME = re.compile(r"^[0-9A-F]{24}$")
 _LSN = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
 
 Verdict = Literal["ok", "warning", "critical", "unknown"]
@@ -91,24 +91,9 @@ def format_lsn(position: int) -> str:
     return f"{position >> 32:X}/{position & 0xFFFFFFFF:X}"
 
 
-def _check_segment_size(segment_size: int) -> None:
-    # initdb --wal-segsize: a power of two from 1 MiB to 1 GiB.
-    if segment_size < 1 << 20 or segment_size > 1 << 30 or segment_size & (segment_size - 1):
-        raise ValueError(f"invalid WAL segment size {segment_size}: a power of two, 1MB..1GB")
-
-
 def segment_number(segment_name: str, segment_size: int = DEFAULT_SEGMENT_SIZE) -> int:
     """The segment's number in the WAL stream (the timeline part is ignored)."""
-    _check_segment_size(segment_size)
-    if not _SEGMENT_NAME.match(segment_name):
-        raise ValueError(f"not a WAL segment name: {segment_name!r} (24 upper-case hex digits)")
-    per_xlogid = _XLOGID // segment_size
-    log_id, seg = int(segment_name[8:16], 16), int(segment_name[16:24], 16)
-    if seg >= per_xlogid:
-        raise ValueError(
-            f"WAL segment {segment_name} does not exist with {segment_size}-byte segments"
-        )
-    return log_id * per_xlogid + seg
+    return wal.segment_position(segment_name, segment_size=segment_size)
 
 
 def segment_start_lsn(segment_name: str, segment_size: int = DEFAULT_SEGMENT_SIZE) -> str:
@@ -122,10 +107,8 @@ def segment_end_lsn(segment_name: str, segment_size: int = DEFAULT_SEGMENT_SIZE)
 
 def segment_name(lsn: str, timeline: int, segment_size: int = DEFAULT_SEGMENT_SIZE) -> str:
     """The segment holding ``lsn`` on ``timeline``, as ``pg_walfile_name`` names it."""
-    _check_segment_size(segment_size)
-    number = parse_lsn(lsn) // segment_size
-    per_xlogid = _XLOGID // segment_size
-    return f"{timeline:08X}{number // per_xlogid:08X}{number % per_xlogid:08X}"
+    wal.segments_per_log(segment_size)  # validates the size before dividing by it
+    return wal.segment_name(timeline, parse_lsn(lsn) // segment_size, segment_size=segment_size)
 
 
 # -- exposure ----------------------------------------------------------------------------

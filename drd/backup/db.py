@@ -59,23 +59,18 @@ def to_record(
 
 def sync_catalog(catalog: Catalog, cfg: StanzaConfig, info: StanzaInfo) -> int:
     """Make the catalog's backups of this stanza match the repository; count of sets."""
-    labels = set()
+    known = {
+        b.label: b
+        for b in catalog.list_backups(cfg.workload)
+        if b.stanza == cfg.stanza and b.repository == cfg.repository
+    }
+    labels = {backup.label for backup in info.backups}
     for backup in info.backups:
-        existing = [
-            b
-            for b in catalog.list_backups(cfg.workload)
-            if b.label == backup.label and b.stanza == cfg.stanza
-        ]
-        run_id = existing[0].run_id if existing else None
+        previous = known.get(backup.label)
+        run_id = previous.run_id if previous is not None else None
         catalog.record_backup(to_record(cfg.workload, cfg, backup, run_id))
-        labels.add(backup.label)
-    for known in catalog.list_backups(cfg.workload):
-        if (
-            known.stanza == cfg.stanza
-            and known.repository == cfg.repository
-            and known.label not in labels
-        ):
-            catalog.forget_backup(cfg.repository, cfg.stanza, known.label)
+    for label in known.keys() - labels:
+        catalog.forget_backup(cfg.repository, cfg.stanza, label)
     return len(labels)
 
 

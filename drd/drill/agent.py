@@ -28,6 +28,7 @@ from drd.config import Estate
 from drd.drill.sandbox import LocalSandbox
 from drd.errors import DrdError
 from drd.log import get_logger
+from drd.pgbackrest.continuity import archived_segment
 from drd.pgbackrest.info import StanzaInfo
 from drd.pgbackrest.runner import Pgbackrest
 from drd.pgbackrest.stanza import write_config
@@ -102,7 +103,9 @@ def _archive_end_time(pgbr: Pgbackrest, info: StanzaInfo) -> datetime | None:
     times = [
         int(str(meta["time"]))
         for name, meta in listing.items()
-        if name.startswith(info.archive_max) and meta.get("type") == "file" and "time" in meta
+        if meta.get("type") == "file"
+        and archived_segment(name) == info.archive_max
+        and "time" in meta
     ]
     return datetime.fromtimestamp(max(times), UTC) if times else None
 

@@ -102,7 +102,7 @@ def parse_segment(name: str, *, segment_size: int = DEFAULT_SEGMENT_SIZE) -> Seg
         raise ValueError(f"not a WAL segment name: {name!r} (timeline 0 does not exist)")
     if seg >= per_log:
         raise ValueError(
-            f"not a WAL segment name for {segment_size}-byte segments: {name!r} "
+            f"not a WAL segment name for {segment_size}-byte segments: {name!r} does not exist "
             f"(segment part must be below {per_log:#x}); is the segment size right?"
         )
     return Segment(timeline, log_id, seg, per_log)

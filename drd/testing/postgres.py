@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -190,9 +189,6 @@ class PgCluster:
         REGISTRY.discard(self.pid)
         self.pid = None
 
-    def running(self) -> bool:
-        return self.pid is not None
-
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
@@ -298,18 +294,6 @@ class PgCluster:
         standby.start()
         standby.wait_ready()
         return standby
-
-    @classmethod
-    def adopt(cls, root: Path, name: str, *, os_user: str | None = None) -> PgCluster:
-        """A cluster whose data dir (``root/data``) was filled by someone else (a restore)."""
-        user = os_user or default_os_user()
-        cluster = cls(name=name, root=root, port=free_port(), os_user=user)
-        for sub in ("run", "log"):
-            path = root / sub
-            path.mkdir(exist_ok=True)
-            if os.geteuid() == 0:
-                shutil.chown(path, user, user)
-        return cluster
 
 
 class _PgCommandError(CommandError):

@@ -225,12 +225,16 @@ class S3Endpoint:
         return self.__dict__["_client"]
 
     def _new_client(self) -> Any:
+        return self.client_with(ACCESS_KEY, SECRET_KEY)
+
+    def client_with(self, key_id: str, secret: str) -> Any:
+        """A boto3 S3 client with the given key (for the authenticated endpoint)."""
         return boto3.client(
             "s3",
             endpoint_url=self.url,
             region_name=REGION,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
             verify=str(self.tls.ca_cert),
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import boto3
 import pytest
 
 from drd.errors import BackupError
@@ -12,7 +11,6 @@ from drd.pgbackrest.runner import Pgbackrest
 from drd.pgbackrest.stanza import write_config
 from drd.testing import PgCluster, S3Endpoint
 from drd.testing.estate import PASSPHRASE_ENV, EstateBuilder, start_protected
-from drd.testing.s3 import REGION
 
 pytestmark = pytest.mark.integration
 
@@ -25,15 +23,7 @@ def test_wrong_s3_secret_is_a_clear_error(
 ) -> None:
     """With the right key `info` works; with a wrong secret it fails naming the repository."""
     endpoint, key_id, secret = authed_s3
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint.url,
-        region_name=REGION,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        verify=str(endpoint.tls.ca_cert),
-    )
-    client.create_bucket(Bucket="auth-bucket")
+    endpoint.client_with(key_id, secret).create_bucket(Bucket="auth-bucket")
     monkeypatch.setenv("DRD_AUTH_KEY", key_id)
     monkeypatch.setenv("DRD_AUTH_SECRET", secret)
     cluster = make_cluster("auth")

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -16,7 +15,6 @@ from drd.errors import StorageError
 from drd.storage import LifecycleTransition
 from drd.storage.s3 import S3Store, default_retry_policy
 from drd.testing import S3Endpoint
-from drd.testing.s3 import REGION
 
 MIB = 1024 * 1024
 
@@ -137,14 +135,7 @@ def test_wrong_secret_is_a_clear_error(
 ) -> None:
     """The right key works; a wrong secret fails at once naming the bucket, never a secret."""
     endpoint, key_id, secret = authed_s3
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint.url,
-        region_name=REGION,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        verify=str(endpoint.tls.ca_cert),
-    ).create_bucket(Bucket="auth-bucket")
+    endpoint.client_with(key_id, secret).create_bucket(Bucket="auth-bucket")
     right = s3_store_on(endpoint, "auth-bucket", access_key=key_id, secret_key=secret)
     right.put("probe", b"ok")
     assert right.get("probe") == b"ok"
