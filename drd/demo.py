@@ -145,7 +145,7 @@ def _filestore_and_drill(
     _say("restore drill: newest restore point into an isolated local sandbox, verified, measured")
     _drd(config, "heartbeat", "acme-erp", "--once", env=env)
     cluster.switch_wal_and_wait_archived()
-    _drd(config, "drill", "run", "acme-erp", env=env)
+    _drd(config, "drill", "run", "acme-erp", "--sandbox", "local", env=env)
 
 
 def run_demo(env: dict[str, str], scratch: Scratch) -> None:

@@ -1,8 +1,19 @@
-"""``drd drill``: restore drills that measure real RPO and RTO (local sandbox)."""
+"""``drd drill``: restore drills that measure real RPO and RTO.
+
+``run`` drills in the tier's sandbox (or ``--sandbox``): local, or a Kubernetes Job
+that runs ``drd drill agent`` from the drd image. ``sweep`` deletes drill namespaces
+left behind past their TTL (a crashed drd cannot delete its own).
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+import tempfile
 from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +21,9 @@ import typer
 from drd.catalog import open_configured
 from drd.cli.context import state
 from drd.cli.output import OutputFormat, write_json, write_table
+from drd.config import load
+from drd.drill import bundle
+from drd.drill.agent import run_local_drill
 from drd.drill.service import run_drill
 from drd.errors import ConfigError, SafetyError
 
@@ -30,23 +44,40 @@ def _parse_time(value: str | None) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
+class SandboxKind(StrEnum):
+    local = "local"
+    kubernetes = "kubernetes"
+
+
 @app.command("run")
 def run(
     ctx: typer.Context,
     workload: Annotated[str, typer.Argument(help="workload name")],
+    sandbox: Annotated[
+        SandboxKind | None,
+        typer.Option("--sandbox", help="where to restore; default: the tier's drills.sandbox"),
+    ] = None,
     at: Annotated[
         str | None, typer.Option("--at", help="disaster time T0 (ISO 8601); default now")
     ] = None,
     keep: Annotated[
-        bool, typer.Option("--keep", help="leave the sandbox running for inspection")
+        bool, typer.Option("--keep", help="leave a local sandbox running for inspection")
     ] = False,
 ) -> None:
-    """Restore the newest restore point at T0 into a local sandbox; exit 0 only on pass."""
+    """Restore the newest restore point at T0 into a sandbox, verify, measure; exit 0 only
+    on pass."""
     st = state(ctx)
     estate = st.estate()
     t0 = _parse_time(at)
     with open_configured(estate.config) as catalog:
-        result = run_drill(estate, workload, catalog, t0=t0, keep=keep)
+        result = run_drill(
+            estate,
+            workload,
+            catalog,
+            t0=t0,
+            keep=keep,
+            sandbox=sandbox.value if sandbox else None,
+        )
     if st.output is OutputFormat.json:
         write_json(result.as_dict())
     else:
@@ -71,6 +102,51 @@ def run(
             )
     if result.verdict != "pass":
         raise SafetyError(f"drill of {workload} failed: {'; '.join(result.reasons)[:500]}")
+
+
+@app.command("agent", hidden=True)
+def agent(
+    workload: Annotated[str, typer.Argument(help="workload name")],
+    drill_id: Annotated[str, typer.Option("--drill-id")],
+    requested_at: Annotated[str, typer.Option("--requested-at")],
+    at: Annotated[str | None, typer.Option("--at")] = None,
+) -> None:
+    """Run the drill agent inside a drill pod and print its result as one JSON line.
+
+    The config comes from the DRD_DRILL_BUNDLE environment variable (secrets from the
+    drill Secret). Exit 0 whenever a result was printed, pass or fail: the verdict is in
+    the result; a non-zero exit means the agent could not produce one.
+    """
+    raw = os.environ.get(bundle.BUNDLE_ENV)
+    if not raw:
+        raise ConfigError(f"{bundle.BUNDLE_ENV} is not set: this command runs in a drill pod")
+    scratch = Path(os.environ.get(bundle.SCRATCH_ENV) or tempfile.mkdtemp(prefix="drd-drill-"))
+    config_path = bundle.materialize(raw, Path(tempfile.gettempdir()) / "drd-drill-config", scratch)
+    estate = load(config_path)
+    requested = _parse_time(requested_at)
+    result = run_local_drill(
+        estate, workload, t0=_parse_time(at), drill_id=drill_id, requested_at=requested
+    )
+    sys.stdout.write(json.dumps(result.as_dict(), default=str) + "\n")
+    sys.stdout.flush()
+
+
+@app.command("sweep")
+def sweep_namespaces(ctx: typer.Context) -> None:
+    """Delete drill namespaces whose TTL has passed (left by a drd that crashed)."""
+    from drd.drill.kubernetes import KubernetesCluster, sweep  # noqa: PLC0415 - slow client
+
+    st = state(ctx)
+    estate = st.estate()
+    settings = estate.config.kubernetes
+    cluster = KubernetesCluster.from_environment(context=settings.context if settings else None)
+    deleted = sweep(cluster)
+    if st.output is OutputFormat.json:
+        write_json({"deleted": deleted})
+    else:
+        typer.echo(f"deleted {len(deleted)} expired drill namespace(s)")
+        for name in deleted:
+            typer.echo(f"  {name}")
 
 
 @app.command("list")

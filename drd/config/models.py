@@ -174,6 +174,37 @@ class DaemonSettings(StrictModel):
     shutdown_grace: Duration = timedelta(minutes=5)
 
 
+class KubernetesDrills(StrictModel):
+    """Where and how drills with ``sandbox: kubernetes`` run (see docs/operations.md).
+
+    The Job runs the drill agent from ``image`` (the drd image: it contains PostgreSQL and
+    pgBackRest); its pod must be able to reach the repository's S3 endpoint.
+    """
+
+    image: str = Field(description="drd image for the drill agent, e.g. ghcr.io/acme/drd:1.2.3")
+    context: str | None = Field(
+        default=None, description="kubeconfig context; default: in-cluster, else current context"
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    namespace_ttl: Duration = Field(
+        default=timedelta(hours=6),
+        description="the sweeper deletes drill namespaces older than this (raised to the "
+        "tier's drill timeout + 1h when shorter)",
+    )
+    os_user: str = Field(default="drd", description="user the agent runs as in the image")
+    pg_bin_dir: Path = Field(default=DEFAULT_PG_BIN, description="PostgreSQL binaries in the image")
+    cpu_request: str = "500m"
+    cpu_limit: str = "2"
+    memory_request: str = "1Gi"
+    memory_limit: str = "4Gi"
+    scratch_size: str = Field(default="20Gi", description="emptyDir for the restored copy")
+    dns_peer: Literal["kube-dns", "any"] = Field(
+        default="kube-dns",
+        description="DNS egress to kube-dns pods only, or port 53 anywhere (NodeLocal DNSCache)",
+    )
+    poll_interval: Duration = Field(default=timedelta(seconds=5), description="Job status polling")
+
+
 class DrdConfig(StrictModel):
     version: Literal[1] = 1
     state_dir: Path = Field(description="catalog, pgBackRest configs, locks and logs live here")
@@ -187,6 +218,9 @@ class DrdConfig(StrictModel):
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     repositories: list[Repository] = Field(default_factory=list)
     workloads: list[Workload] = Field(default_factory=list)
+    kubernetes: KubernetesDrills | None = Field(
+        default=None, description="needed by drills whose sandbox is kubernetes"
+    )
 
     @field_validator("catalog")
     @classmethod

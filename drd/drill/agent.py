@@ -20,7 +20,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from drd import __version__
@@ -67,10 +67,35 @@ class DrillResult:
     def as_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["verdict"] = self.verdict
-        for key in ("t0", "started_at", "finished_at", "recovered_heartbeat"):
+        for key in _TIME_FIELDS:
             value = data[key]
             data[key] = value.isoformat() if value is not None else None
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DrillResult:
+        """The inverse of ``as_dict`` (a result printed by an agent in a pod).
+
+        The verdict is recomputed from ``reasons``, never taken from the input: a
+        result that says "pass" while listing reasons is a failed drill.
+        """
+        known = set(cls.__dataclass_fields__)
+        values = {key: value for key, value in data.items() if key in known}
+        try:
+            for key in _TIME_FIELDS:
+                if values.get(key) is not None:
+                    values[key] = datetime.fromisoformat(values[key])
+            result = cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise DrdError(f"the drill agent's result is malformed: {exc}") from exc
+        if data.get("verdict") not in (None, result.verdict):
+            result.reasons.append(
+                f"the agent reported verdict {data.get('verdict')!r} but listed no reasons"
+            )
+        return result
+
+
+_TIME_FIELDS = ("t0", "started_at", "finished_at", "recovered_heartbeat")
 
 
 class _Phases:
@@ -111,9 +136,11 @@ def _archive_end_time(pgbr: Pgbackrest, info: StanzaInfo) -> datetime | None:
 
 
 def _restore_db(
-    pgbr: Pgbackrest, sandbox: LocalSandbox, target: datetime | None, timeout: float
+    pgbr: Pgbackrest, sandbox: LocalSandbox, label: str, target: datetime | None, timeout: float
 ) -> None:
-    args = [f"--pg1-path={sandbox.data_dir}", "--archive-mode=off"]
+    # --set: the backup the plan chose; pgBackRest's own choice for a time target compares
+    # against its whole-second stop time and can refuse a target in the same second.
+    args = [f"--pg1-path={sandbox.data_dir}", "--archive-mode=off", f"--set={label}"]
     if target is None:
         args.append("--type=default")
     else:
@@ -128,6 +155,7 @@ class _Plan:
     """What to restore: decided before anything is provisioned."""
 
     pgbr: Pgbackrest
+    label: str  # the backup set to restore
     target: datetime | None  # None: replay all archived WAL
     repo: Repository | None = None
     snapshot_id: str | None = None
@@ -140,12 +168,8 @@ def _plan(
     workload = estate.config.workload(workload_name)
     pgbr = Pgbackrest(write_config(estate, workload_name))
     info = pgbr.info()
-    usable = [b for b in info.backups if b.stopped_at <= t0 and not b.error]
-    if not usable:
-        raise DrdError(f"no backup of {workload_name} finished before T0 {t0.isoformat()}")
-    result.backup_label = usable[-1].label
     result.versions["pgbackrest"] = pgbr.run("version", timeout=60).stdout.strip()
-    plan = _Plan(pgbr, None if at_now else t0)
+    plan = _Plan(pgbr, "", None if at_now else t0)
     if workload.filestore is not None:
         from drd.snapshot.service import open_repo  # noqa: PLC0415 - snapshot stack on demand
 
@@ -167,7 +191,22 @@ def _plan(
         # (PostgreSQL refuses to start when a time target lies beyond the WAL.)
         plan.target = None
     result.db_target = plan.target.isoformat() if plan.target else "latest"
+    # The newest backup that ended by the target. pgBackRest stamps the stop time after
+    # waiting out the current second, so a backup can carry a stop time up to 1 s later
+    # than its real end. A snapshot's database time is read after any backup it could
+    # pair with had finished, so for a snapshot-derived target that second is allowed;
+    # for T0 given by the operator it is not (the target could precede consistency).
+    limit = plan.target or t0
+    if plan.snapshot_id is not None and plan.target is not None:
+        limit = limit.replace(microsecond=0) + _STOP_RESOLUTION
+    usable = [b for b in info.backups if b.stopped_at <= limit and not b.error]
+    if not usable:
+        raise DrdError(f"no backup of {workload_name} finished before {limit.isoformat()}")
+    plan.label = result.backup_label = usable[-1].label
     return plan
+
+
+_STOP_RESOLUTION = timedelta(seconds=1)
 
 
 def _restore(plan: _Plan, sandbox: LocalSandbox, timeout: float, phases: _Phases) -> None:
@@ -184,7 +223,7 @@ def _restore(plan: _Plan, sandbox: LocalSandbox, timeout: float, phases: _Phases
     with ThreadPoolExecutor(1, "drd-drill-files") as pool:
         files: Future[None] = pool.submit(restore_files)
         with phases.timed("db_restore"):
-            _restore_db(plan.pgbr, sandbox, plan.target, timeout)
+            _restore_db(plan.pgbr, sandbox, plan.label, plan.target, timeout)
         sandbox.isolate()
         with phases.timed("wal_replay"):
             sandbox.start(timeout)
@@ -252,27 +291,36 @@ def run_local_drill(
     *,
     t0: datetime | None = None,
     keep: bool = False,
+    drill_id: str | None = None,
+    requested_at: datetime | None = None,
 ) -> DrillResult:
     """Run one drill in a local sandbox; never raises for a failed drill (see ``reasons``).
 
     The sandbox is torn down on every path (pass, fail, error, Ctrl-C) unless ``keep``.
+    ``requested_at`` is when the drill was asked for, if earlier than now (a Kubernetes
+    Job that had to be scheduled and pull its image): the wait counts into the RTO as
+    the ``scheduling`` phase, and a drill "at now" takes it as T0.
     """
     workload = estate.config.workload(workload_name)
     tier = estate.tiers[workload.tier]
     started = datetime.now(UTC)
+    requested = min(requested_at or started, started)
     result = DrillResult(
-        drill_id=secrets.token_hex(4),
+        drill_id=drill_id or secrets.token_hex(4),
         workload=workload_name,
         tier=tier.name,
-        t0=t0 or started,
-        started_at=started,
+        t0=t0 or requested,
+        started_at=requested,
         rpo_objective_seconds=tier.objectives.rpo.total_seconds(),
         rto_objective_seconds=tier.objectives.rto.total_seconds(),
         versions={"drd": __version__},
     )
     timeout = tier.drills.timeout.total_seconds()
-    clock = time.monotonic()
+    waited = (started - requested).total_seconds()
+    clock = time.monotonic() - waited
     phases = _Phases()
+    if requested_at is not None:
+        phases.times["scheduling"] = round(waited, 3)
     sandbox: LocalSandbox | None = None
     try:
         with phases.timed("provision"):

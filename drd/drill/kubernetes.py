@@ -311,6 +311,31 @@ def render(spec: DrillSpec, *, now: datetime | None = None) -> list[dict[str, An
     return [namespace, quota, _network_policy(spec), secret, _job(spec)]
 
 
+#: Least privilege for the identity drd runs drills with: exactly the calls
+#: ``KubernetesCluster`` makes (a test maps every request it sends onto these rules).
+#: Namespaces are cluster-scoped, so this is a ClusterRole; Kubernetes RBAC cannot limit
+#: "create" by name, which is why the sweeper also checks the managed-by label.
+RBAC_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create", "list", "delete"]},
+    {"apiGroups": [""], "resources": ["resourcequotas", "secrets"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create"]},
+    {"apiGroups": ["batch"], "resources": ["jobs/status"], "verbs": ["get"]},
+]
+
+
+def cluster_role(name: str = "drd-drill") -> dict[str, Any]:
+    """The ClusterRole a drd service account needs to run and sweep drills."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name, "labels": {LABEL_MANAGED_BY: MANAGED_BY}},
+        "rules": RBAC_RULES,
+    }
+
+
 # ---------------------------------------------------------------------------- interface
 
 

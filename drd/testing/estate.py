@@ -37,6 +37,8 @@ class EstateBuilder:
     tiers_dir: Path = TIERS
     repositories: list[dict[str, Any]] = field(default_factory=list)
     workloads: list[dict[str, Any]] = field(default_factory=list)
+    #: Further top-level config sections (``kubernetes``, ``daemon`` ...).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         os.environ[PASSPHRASE_ENV] = self.passphrase
@@ -116,6 +118,7 @@ class EstateBuilder:
             "tiers_dir": str(self.tiers_dir),
             "repositories": self.repositories,
             "workloads": self.workloads,
+            **self.extra,
         }
         path = self.root / "drd.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))

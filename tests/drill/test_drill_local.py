@@ -50,7 +50,7 @@ def test_healthy_drill_measures_rpo_against_ground_truth(
     cluster.switch_wal_and_wait_archived()
 
     with open_configured(estate.config) as catalog:
-        result = run_drill(estate, "erp", catalog)
+        result = run_drill(estate, "erp", catalog, sandbox="local")
         recorded = catalog.latest_drill("erp")
     assert result.verdict == "pass", result.reasons
     assert result.recovered_heartbeat == truth.ts
@@ -190,7 +190,18 @@ def test_interrupted_drill_leaves_nothing_behind(
     cluster.switch_wal_and_wait_archived()
     drills = estate.config.state_dir / "drills"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "drd", "--config", str(estate.path), "drill", "run", "erp"],
+        [
+            sys.executable,
+            "-m",
+            "drd",
+            "--config",
+            str(estate.path),
+            "drill",
+            "run",
+            "erp",
+            "--sandbox",
+            "local",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, "DRD_TEST_REPO_PASSPHRASE": estate_builder.passphrase},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,7 @@ from drd.drill.kubernetes import (
     sweep,
 )
 from drd.errors import CommandError
+from drd.testing.kube_api import StubApiServer
 
 K8S_VERSION = "1.30.0"
 PASSPHRASE = "correct-horse-battery-staple-42"
@@ -402,90 +404,6 @@ def test_e2e_real_cluster_runs_and_cleans_up() -> None:
 # ---------------------------------------------------------------------------- real adapter
 
 
-class StubApiServer:
-    """A few canned Kubernetes API endpoints on 127.0.0.1, recording every request."""
-
-    def __init__(self, *, job_condition: str = "Complete", fail_create: str = "") -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.requests: list[tuple[str, str, Any]] = []
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                """Keep the test output quiet."""
-
-            def _send(self, code: int, body: Any, ctype: str = "application/json") -> None:
-                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(length))
-                stub.requests.append(("POST", self.path, body))
-                if fail_create and fail_create in self.path:
-                    self._send(403, {"kind": "Status", "reason": "Forbidden", "code": 403})
-                else:
-                    self._send(201, body)
-
-            def do_DELETE(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                stub.requests.append(("DELETE", self.path, None))
-                self._send(404, {"kind": "Status", "reason": "NotFound", "code": 404})
-
-            def do_GET(self) -> None:
-                stub.requests.append(("GET", self.path, None))
-                path = self.path.split("?")[0]
-                meta = {"name": "x", "creationTimestamp": "2025-01-01T00:00:00Z"}
-                if path.endswith("/status"):
-                    cond = {"type": job_condition, "status": "True", "reason": "Because"}
-                    self._send(200, {"kind": "Job", "status": {"conditions": [cond]}})
-                elif path.endswith("/log"):
-                    self._send(200, '{"verdict": "pass"}\n', "text/plain")
-                elif path.endswith("/pods"):
-                    pod = {"metadata": {**meta, "name": "drd-drill-abc"}}
-                    self._send(200, {"kind": "PodList", "items": [pod]})
-                elif path == "/api/v1/namespaces":
-                    ns = {
-                        "metadata": {
-                            **meta,
-                            "name": "drd-drill-0001",
-                            "labels": {LABEL_MANAGED_BY: "drd"},
-                            "annotations": {ANNOTATION_EXPIRES_AT: "2025-01-01T00:00:00+00:00"},
-                        }
-                    }
-                    self._send(200, {"kind": "NamespaceList", "items": [ns]})
-                else:
-                    self._send(404, {"kind": "Status", "code": 404})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
-
-    def cluster(self) -> Any:
-        from kubernetes import client
-
-        from drd.drill.kubernetes import KubernetesCluster
-
-        cfg = client.Configuration()
-        cfg.host = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.api_client: Any = client.ApiClient(cfg)
-        return KubernetesCluster(self.api_client)
-
-    def close(self) -> None:
-        self.api_client.close()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
 def test_real_adapter_runs_a_drill_against_a_stub_api_server() -> None:
     """KubernetesCluster sends the rendered bodies, reads status and logs, deletes idempotently."""
     stub = StubApiServer()
@@ -556,3 +474,43 @@ def test_real_adapter_unreachable_api_server_is_a_cluster_error() -> None:
             run_drill(KubernetesCluster(api_client), make_spec(), poll=0, sleep=lambda _: None)
     finally:
         api_client.close()
+
+
+def _rbac_need(method: str, path: str) -> tuple[str, str, str]:
+    """(apiGroup, resource, verb) a request to the API server needs."""
+    path = path.split("?", maxsplit=1)[0]
+    parts = path.strip("/").split("/")
+    group = "" if parts[0] == "api" else parts[1]
+    rest = parts[2:] if parts[0] == "api" else parts[3:]
+    if rest[0] == "namespaces" and len(rest) > 2:
+        rest = rest[2:]  # namespaced: drop "namespaces/<ns>"
+    resource = rest[0] + ("/" + rest[2] if len(rest) > 2 else "")
+    named = len(rest) > 1
+    verb = {"POST": "create", "DELETE": "delete"}.get(method) or ("get" if named else "list")
+    return group, resource, verb
+
+
+def test_cluster_role_covers_every_call_and_nothing_more() -> None:
+    """Every request the real adapter makes is allowed by RBAC_RULES, and every rule is used."""
+    from drd.drill.kubernetes import RBAC_RULES, cluster_role
+    from drd.testing.kube_api import StubApiServer
+
+    kubernetes_validate.validate(cluster_role(), K8S_VERSION, strict=True)
+    needed: set[tuple[str, str, str]] = set()
+    for condition in ("Complete", "Failed"):
+        stub = StubApiServer(job_condition=condition)
+        try:
+            with pytest.raises(DrillJobFailedError) if condition == "Failed" else nullcontext():
+                run_drill(stub.cluster(), make_spec(), poll=0, sleep=lambda _: None)
+            sweep(stub.cluster(), now=NOW)
+        finally:
+            stub.close()
+        needed |= {_rbac_need(method, path) for method, path, _ in stub.requests}
+    granted = {
+        (group, resource, verb)
+        for rule in RBAC_RULES
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert needed == granted
