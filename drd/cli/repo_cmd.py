@@ -1,9 +1,12 @@
-"""``drd repo``: initialise a filestore snapshot repository and manage its keys.
+"""``drd repo``: initialise a filestore snapshot repository and manage its keys;
+audit its Object Lock immutability and write its storage-class lifecycle.
 
-Every command opens the repository named in the config with that repository's
+The key commands open the repository named in the config with that repository's
 ``encryption.passphrase``. A new passphrase (``repo key add``) comes from an
 environment variable named with ``--passphrase-env`` or, on a terminal, from a
 prompt; never from the command line, where it would land in shell history and ``ps``.
+``check-immutability`` and ``lifecycle`` need no passphrase: they read object metadata
+and bucket configuration only (``drd.retention.immutability``, ``.lifecycle``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -23,8 +27,17 @@ from drd.cli.db_cmd import actor
 from drd.cli.output import OutputFormat, write_json, write_table
 from drd.config import Estate
 from drd.config.models import FilesystemRepository, S3Repository
-from drd.errors import ConfigError
+from drd.errors import ChecksFailedError, ConfigError
 from drd.redact import MIN_SECRET_LENGTH, register_secret
+from drd.retention.immutability import (
+    REPOSITORY_EXEMPT,
+    ImmutabilityReport,
+    check_immutability,
+    describe_repository,
+    open_repository_root,
+    repository_policy,
+)
+from drd.retention.lifecycle import apply_lifecycle, desired_lifecycle, plan_lifecycle
 from drd.snapshot.keys import (
     KeyInfo,
     PassphraseWrapper,
@@ -36,11 +49,17 @@ from drd.snapshot.keys import (
 )
 from drd.storage.base import ObjectStore
 
-app = typer.Typer(help="Initialise filestore snapshot repositories and manage their keys.")
+app = typer.Typer(
+    help="Initialise repositories, manage their keys, check immutability, write lifecycle."
+)
 key_app = typer.Typer(help="List, add and remove the passphrases that open a repository.")
 app.add_typer(key_app, name="key")
 
 KEY_COLUMNS = ("id", "kind", "created", "hostname", "label", "current")
+FINDING_COLUMNS = ("repository", "key", "problem", "detail")
+LIFECYCLE_COLUMNS = ("repository", "change", "prefix", "days", "storage_class")
+MAX_FINDINGS_SHOWN = 50  # per repository in the table; --output json lists every one
+NOT_IMMUTABLE = "no tier of its workloads asks for immutability"
 
 
 def _repository(estate: Estate, name: str) -> FilesystemRepository | S3Repository:
@@ -56,6 +75,20 @@ def _store_for(estate: Estate, repository_name: str) -> ObjectStore:
     from drd.storage.factory import open_store  # noqa: PLC0415 - keeps boto3 off `--help`
 
     return open_store(_repository(estate, repository_name))
+
+
+def _root_store_for(estate: Estate, repository_name: str) -> ObjectStore:
+    """The store on a repository's root (filestore/ and pgbackrest/); tests replace it."""
+    return open_repository_root(_repository(estate, repository_name))
+
+
+@contextmanager
+def _opened_root(estate: Estate, repository_name: str) -> Iterator[ObjectStore]:
+    store = _root_store_for(estate, repository_name)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 @contextmanager
@@ -234,3 +267,145 @@ def key_remove(
         write_json({"repository": repository, "removed": key_id})
     else:
         typer.echo(f"removed key {key_id} from repository {repository}")
+
+
+# -- immutability and lifecycle ------------------------------------------------------------
+
+
+def _print_report(estate: Estate, name: str, report: ImmutabilityReport) -> None:
+    """One repository's result as a summary line and a table of what is wrong."""
+    typer.echo(
+        f"{describe_repository(estate, name)} ({report.policy.describe()}) at "
+        f"{report.location}: {report.checked} objects checked, {len(report.findings)} "
+        f"with a missing, short or weaker lock: {'ok' if report.ok else 'FAILED'}"
+    )
+    rows = [
+        {"repository": name, "key": "-", "problem": "bucket", "detail": problem}
+        for problem in report.bucket_problems
+    ]
+    rows += [
+        {"repository": name, "key": f.key, "problem": f.problem, "detail": f.detail}
+        for f in report.findings[:MAX_FINDINGS_SHOWN]
+    ]
+    if rows:
+        write_table(rows, FINDING_COLUMNS)
+    hidden = len(report.findings) - MAX_FINDINGS_SHOWN
+    if hidden > 0:
+        typer.echo(f"... and {hidden} more (--output json lists every one)")
+
+
+@app.command("check-immutability")
+def check_immutability_cmd(
+    ctx: typer.Context,
+    repository: Annotated[
+        str | None,
+        typer.Argument(help="repository name (default: every one serving an immutable tier)"),
+    ] = None,
+) -> None:
+    """Check versioning, Object Lock and every object's lock; exit 11 on any problem."""
+    st = state(ctx)
+    estate = st.estate()
+    names = [r.name for r in estate.config.repositories]
+    if repository is not None:
+        names = [_repository(estate, repository).name]
+    now = datetime.now(UTC)
+    results: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for name in names:
+        policy = repository_policy(estate, name)
+        if policy is None:
+            if repository is not None:
+                results.append({"repository": name, "ok": True, "skipped": NOT_IMMUTABLE})
+            continue
+        with _opened_root(estate, name) as store:
+            report = check_immutability(store, policy, now, exempt=REPOSITORY_EXEMPT)
+        if not report.ok:
+            failed.append(name)
+        results.append({"repository": name, **report.as_dict()})
+        if st.output is OutputFormat.table:
+            _print_report(estate, name, report)
+    if st.output is OutputFormat.json:
+        write_json({"ok": not failed, "repositories": results})
+    elif not results:
+        typer.echo("no repository serves a tier with immutability: nothing to check")
+    elif repository is not None and "skipped" in results[0]:
+        typer.echo(f"repository {repository}: nothing to check, {NOT_IMMUTABLE}")
+    if failed:
+        raise ChecksFailedError(
+            f"immutability check failed for {', '.join(failed)}: objects without a long "
+            "enough lock, or a bucket that cannot lock",
+            hint="lock what is listed (retention extends the locks of kept restore points; "
+            "pgBackRest files are locked after each backup), or fix the bucket",
+        )
+
+
+@app.command("lifecycle")
+def lifecycle_cmd(
+    ctx: typer.Context,
+    repository: Annotated[
+        str | None, typer.Argument(help="repository name (default: every S3 repository)")
+    ] = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="write the rules to the bucket (audited)")
+    ] = False,
+) -> None:
+    """Show the storage-class rules the tiers ask for against the bucket's; --apply writes."""
+    st = state(ctx)
+    estate = st.estate()
+    if repository is not None:
+        _repository(estate, repository)
+        names = [repository]
+    else:
+        names = [r.name for r in estate.config.repositories if isinstance(r, S3Repository)]
+    results: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        desired = desired_lifecycle(estate, name)
+        with _opened_root(estate, name) as store:
+            diff = plan_lifecycle(store, desired)
+            applied = False
+            if apply and not diff.in_sync:
+                _audit(
+                    estate,
+                    "repo.lifecycle.apply",
+                    name,
+                    {"location": store.location, **diff.as_dict()},
+                )
+                diff = apply_lifecycle(store, desired)
+                applied = True
+            location = store.location
+        results.append(
+            {"repository": name, "location": location, "applied": applied, **diff.as_dict()}
+        )
+        for change, items in (
+            ("add", diff.added),
+            ("remove", diff.removed),
+            ("keep", diff.unchanged),
+        ):
+            rows += [
+                {
+                    "repository": name,
+                    "change": change,
+                    "prefix": t.prefix,
+                    "days": t.days,
+                    "storage_class": t.storage_class,
+                }
+                for t in items
+            ]
+    if st.output is OutputFormat.json:
+        write_json({"repositories": results})
+        return
+    if not names:
+        typer.echo("no S3 repository: storage-class lifecycle applies to S3 only")
+        return
+    if rows:
+        write_table(rows, LIFECYCLE_COLUMNS)
+    for item in results:
+        changes = len(item["added"]) + len(item["removed"])
+        if item["applied"]:
+            verdict = f"applied {changes} change(s)"
+        elif item["in_sync"]:
+            verdict = "in sync"
+        else:
+            verdict = f"{changes} change(s) pending: run with --apply to write them"
+        typer.echo(f"repository {item['repository']} ({item['location']}): {verdict}")

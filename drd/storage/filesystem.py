@@ -30,7 +30,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from drd.errors import StorageError
-from drd.storage.base import LockMode, ObjectInfo, ObjectNotFoundError, ObjectStore, check_key
+from drd.storage.base import (
+    BucketLockStatus,
+    LockMode,
+    ObjectInfo,
+    ObjectLockUnsupportedError,
+    ObjectNotFoundError,
+    ObjectStore,
+    check_key,
+)
 
 TEMP_PREFIX = ".tmp-"
 FILE_MODE = 0o600
@@ -137,10 +145,7 @@ class FilesystemStore(ObjectStore):
     ) -> None:
         path = self._path(key)
         if retain_until is not None or lock_mode is not None:
-            raise StorageError(
-                f"{self.location}: object lock is not supported on a filesystem repository",
-                hint="use an S3 repository with Object Lock for immutable copies",
-            )
+            raise self._no_lock()
         try:
             tmp = self._write_temp(path, data)
             try:
@@ -191,6 +196,20 @@ class FilesystemStore(ObjectStore):
             except OSError:
                 return  # not empty (or gone, or busy): stop here
             directory = directory.parent
+
+    # -- immutability: none here ---------------------------------------------------------
+
+    def _no_lock(self) -> ObjectLockUnsupportedError:
+        return ObjectLockUnsupportedError(
+            f"{self.location}: object lock is not supported on a filesystem repository",
+            hint="use an S3 repository with Object Lock for immutable copies",
+        )
+
+    def bucket_lock_status(self) -> BucketLockStatus:
+        raise self._no_lock()
+
+    def set_retention(self, key: str, retain_until: datetime, mode: LockMode) -> bool:
+        raise self._no_lock()
 
     # -- reads -------------------------------------------------------------------------
 

@@ -14,6 +14,18 @@ Bounded in time:
 Errors:
     ``ClientError``/``BotoCoreError`` become ``StorageError`` naming ``s3://bucket/key``,
     the operation and the S3 error code, redacted, never with credentials.
+Object Lock:
+    A bucket with Object Lock is versioned: a plain DeleteObject only hides the data
+    behind a delete marker, and the locked (or no longer locked) versions stay and are
+    billed. On such a bucket ``delete``/``delete_many`` delete the key's versions by
+    VersionId, the current one last, so a refusal leaves the object as it was; S3
+    refuses locked versions (403) and that becomes ``ObjectLockedError`` with the
+    retain-until date read from the version. Retention is never bypassed and never
+    shortened. Whether the bucket has Object Lock is asked once per store, on the
+    first delete (or given as ``object_lock``); any answer but "enabled" keeps the
+    plain delete, so buckets without Object Lock behave exactly as before.
+    ``GetObjectRetention`` is not used (moto does not implement it): HeadObject
+    returns the same mode and date.
 
 boto3 >= 1.36 adds CRC checksums to every request by default, which several
 S3-compatible stores reject: checksums are only sent where S3 requires them
@@ -27,7 +39,7 @@ import builtins
 import hashlib
 import io
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,12 +63,15 @@ from drd.log import get_logger
 from drd.redact import redact
 from drd.retry import RetryPolicy
 from drd.storage.base import (
+    BucketLockStatus,
     LifecycleTransition,
     LockMode,
     ObjectInfo,
+    ObjectLockedError,
     ObjectNotFoundError,
     ObjectStore,
     check_key,
+    check_lock_args,
 )
 
 if TYPE_CHECKING:
@@ -156,6 +171,9 @@ class S3Store(ObjectStore):
     them None to use boto3's default chain (environment, profile, IRSA, instance role).
     ``max_workers`` bounds the parts uploaded in parallel by one multipart upload and
     sizes the connection pool. ``retry`` and ``client`` are injectable for tests.
+    ``object_lock`` says whether the bucket has Object Lock (deletes then go by
+    version); None asks the bucket on the first delete, except with an injected
+    ``client`` (unit tests script every call), where None means no.
     """
 
     def __init__(
@@ -177,6 +195,7 @@ class S3Store(ObjectStore):
         multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
         retry: RetryPolicy | None = None,
         client: S3Client | None = None,
+        object_lock: bool | None = None,
     ) -> None:
         if (access_key is None) != (secret_key is None):
             raise StorageError(
@@ -189,6 +208,10 @@ class S3Store(ObjectStore):
         self.location = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._retry = retry or default_retry_policy()
         self._threshold = multipart_threshold
+        self._max_workers = max_workers
+        self._object_lock = object_lock
+        if object_lock is None and client is not None:
+            self._object_lock = False
         self._transfer = TransferConfig(
             multipart_threshold=multipart_threshold,
             multipart_chunksize=max(multipart_threshold, 5 * MIB),
@@ -221,6 +244,25 @@ class S3Store(ObjectStore):
             )
             client = session.client("s3", endpoint_url=endpoint_url, verify=verify, config=config)
         self._client: S3Client = client
+
+    def sibling(self, prefix: str) -> S3Store:
+        """A store on the same bucket, client and settings under another ``prefix``.
+
+        The two share one client: close only one of them. Used to reach a repository's
+        root (``filestore/`` and ``pgbackrest/`` side by side) from its filestore store.
+        """
+        other = S3Store(
+            self.bucket,
+            prefix,
+            endpoint_url=self.endpoint_url,
+            max_workers=self._max_workers,
+            multipart_threshold=self._threshold,
+            retry=self._retry,
+            client=self._client,
+            object_lock=self._object_lock,
+        )
+        other._object_lock = self._object_lock  # None stays "ask the bucket"
+        return other
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -260,12 +302,9 @@ class S3Store(ObjectStore):
     def _lock_args(
         location: str, retain_until: datetime | None, lock_mode: LockMode | None
     ) -> dict[str, Any]:
-        if retain_until is None and lock_mode is None:
+        if not check_lock_args(location, retain_until, lock_mode):
             return {}
-        if retain_until is None or lock_mode is None:
-            raise StorageError(f"{location}: object lock needs both retain_until and lock_mode")
-        if retain_until.tzinfo is None:
-            raise StorageError(f"{location}: retain_until must be timezone-aware")
+        assert lock_mode is not None  # noqa: S101 - check_lock_args refused half arguments
         return {"ObjectLockMode": lock_mode.upper(), "ObjectLockRetainUntilDate": retain_until}
 
     # -- writes ------------------------------------------------------------------------
@@ -329,9 +368,15 @@ class S3Store(ObjectStore):
 
     def delete(self, key: str) -> None:
         full = self._full(key)
+        if self._lock_enabled():
+            self._delete_versions_of([key])
+            return
         self._call("delete", key, lambda: self._client.delete_object(Bucket=self.bucket, Key=full))
 
     def delete_many(self, keys: Sequence[str]) -> None:
+        if self._lock_enabled():
+            self._delete_versions_of(keys)
+            return
         full_keys = [self._full(key) for key in keys]
         for start in range(0, len(full_keys), DELETE_BATCH):
             batch = full_keys[start : start + DELETE_BATCH]
@@ -352,6 +397,131 @@ class S3Store(ObjectStore):
                 raise StorageError(
                     redact(f"{self._where(None)}: {len(errors)} objects not deleted: {shown}")
                 )
+
+    # -- deletes on an Object Lock bucket ------------------------------------------------
+
+    def _lock_enabled(self) -> bool:
+        """Whether the bucket has Object Lock; asked once. Unknown counts as no."""
+        if self._object_lock is None:
+
+            def fetch() -> bool:
+                try:
+                    response = self._client.get_object_lock_configuration(Bucket=self.bucket)
+                except ClientError as exc:
+                    if _status(exc) >= 500 and _status(exc) != 501:
+                        raise  # retried, then reported
+                    # no configuration (404), not allowed to ask (403), not implemented
+                    # (501): behave as before Object Lock existed
+                    log.debug("s3_object_lock_unknown", bucket=self.bucket, code=_code(exc))
+                    return False
+                config = response.get("ObjectLockConfiguration") or {}
+                return config.get("ObjectLockEnabled") == "Enabled"
+
+            self._object_lock = self._call("get object lock configuration", None, fetch)
+        return self._object_lock
+
+    def _versions(self, full: str) -> builtins.list[tuple[str, bool]]:
+        """(version id, is latest) of exactly ``full``, delete markers included."""
+        found: builtins.list[tuple[str, bool]] = []
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full}
+        while True:
+            response = self._client.list_object_versions(**kwargs)
+            for item in [*response.get("Versions", []), *response.get("DeleteMarkers", [])]:
+                if item.get("Key") == full:
+                    found.append((str(item["VersionId"]), bool(item.get("IsLatest"))))
+            next_key = response.get("NextKeyMarker")
+            if not response.get("IsTruncated") or next_key is None or next_key > full:
+                return found
+            kwargs["KeyMarker"] = next_key
+            kwargs["VersionIdMarker"] = response.get("NextVersionIdMarker")
+
+    def _delete_versions_of(self, keys: Sequence[str]) -> None:
+        """Delete every version of ``keys``: older versions first, the current ones last.
+
+        A key with a refused (locked) version keeps its current version, so it reads as
+        before; the first such key is raised as ``ObjectLockedError``.
+        """
+        older: builtins.list[tuple[str, str]] = []
+        latest: builtins.list[tuple[str, str]] = []
+        for key in keys:
+            full = self._full(key)
+
+            def versions_of(full: str = full) -> builtins.list[tuple[str, bool]]:
+                return self._versions(full)
+
+            versions = self._call("list versions", key, versions_of)
+            for version_id, is_latest in versions:
+                (latest if is_latest else older).append((key, version_id))
+        refused = self._delete_batch(older)
+        refused.update(self._delete_batch([(k, v) for k, v in latest if k not in refused]))
+        if refused:
+            first = min(refused)
+            raise self._locked(first, refused[first], others=len(refused) - 1)
+
+    def _delete_batch(
+        self, versions: builtins.list[tuple[str, str]]
+    ) -> dict[str, builtins.list[str]]:
+        """DeleteObjects by version; {key: version ids} of the versions S3 refused (403).
+
+        Some servers (moto) leave the version out of an error: then every version of
+        that key in the batch is a candidate, and ``_locked`` finds the locked one.
+        """
+        refused: dict[str, builtins.list[str]] = {}
+        for start in range(0, len(versions), DELETE_BATCH):
+            batch = versions[start : start + DELETE_BATCH]
+            by_full: dict[str, tuple[str, builtins.list[str]]] = {}
+            for key, version_id in batch:
+                by_full.setdefault(self._full(key), (key, []))[1].append(version_id)
+
+            def delete_batch(batch: builtins.list[tuple[str, str]] = batch) -> Any:
+                objects: Any = [{"Key": self._full(k), "VersionId": v} for k, v in batch]
+                return self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+                )
+
+            response = self._call(f"delete of {len(batch)} object versions", None, delete_batch)
+            others = []
+            for error in response.get("Errors") or []:
+                entry = by_full.get(str(error.get("Key")))
+                if entry is not None and error.get("Code") == "AccessDenied":
+                    key, candidates = entry
+                    version_id = error.get("VersionId")
+                    refused.setdefault(key, []).extend(
+                        [str(version_id)] if version_id else candidates
+                    )
+                else:
+                    others.append(error)
+            if others:
+                shown = ", ".join(
+                    f"{e.get('Key')}: {e.get('Code')} {e.get('Message', '')}".strip()
+                    for e in others[:5]
+                )
+                raise StorageError(
+                    redact(f"{self._where(None)}: {len(others)} objects not deleted: {shown}")
+                )
+        return refused
+
+    def _locked(
+        self, key: str, version_ids: builtins.list[str], *, others: int = 0
+    ) -> StorageError:
+        """The error for a refused version delete: its lock if it has one, else a 403."""
+        for version_id in version_ids:
+            info = self._head(key, version_id)
+            if info is not None and (info.legal_hold or info.retain_until is not None):
+                return ObjectLockedError(
+                    key,
+                    info.retain_until,
+                    info.lock_mode,
+                    location=self.location,
+                    legal_hold=info.legal_hold,
+                    others=others,
+                )
+        return StorageError(
+            f"{self._where(key)}: delete of {key} (version {', '.join(version_ids)}) "
+            "failed: AccessDenied",
+            hint="the endpoint refused the request: check the access keys and bucket policy "
+            "(s3:DeleteObjectVersion, s3:ListBucketVersions)",
+        )
 
     # -- reads -------------------------------------------------------------------------
 
@@ -396,13 +566,19 @@ class S3Store(ObjectStore):
         return self._call("ranged get", key, fetch)
 
     def head(self, key: str) -> ObjectInfo | None:
+        return self._head(key, None)
+
+    def _head(self, key: str, version_id: str | None) -> ObjectInfo | None:
         full = self._full(key)
+        version: dict[str, Any] = {"VersionId": version_id} if version_id else {}
 
         def fetch() -> ObjectInfo | None:
             try:
-                response = self._client.head_object(Bucket=self.bucket, Key=full)
+                response = self._client.head_object(Bucket=self.bucket, Key=full, **version)
             except ClientError as exc:
                 if _status(exc) == 404:  # HEAD has no body: no code to tell key from bucket
+                    return None
+                if version_id and _status(exc) == 405:  # that version is a delete marker
                     return None
                 raise
             mode = response.get("ObjectLockMode")
@@ -418,6 +594,8 @@ class S3Store(ObjectStore):
                 response.get("ETag", "").strip('"') or None,
                 lock_mode,
                 response.get("ObjectLockRetainUntilDate"),
+                response.get("ObjectLockLegalHoldStatus") == "ON",
+                response.get("VersionId"),
             )
 
         return self._call("head", key, fetch)
@@ -449,6 +627,64 @@ class S3Store(ObjectStore):
             if not response.get("IsTruncated"):
                 return
             token = response["NextContinuationToken"]
+
+    # -- immutability ------------------------------------------------------------------
+
+    def bucket_lock_status(self) -> BucketLockStatus:
+        """Versioning and Object Lock configuration (needs s3:GetBucketVersioning and
+        s3:GetBucketObjectLockConfiguration)."""
+        versioning = self._call(
+            "get versioning", None, lambda: self._client.get_bucket_versioning(Bucket=self.bucket)
+        )
+
+        def fetch() -> dict[str, Any]:
+            try:
+                response = self._client.get_object_lock_configuration(Bucket=self.bucket)
+            except ClientError as exc:
+                if _code(exc) == "ObjectLockConfigurationNotFoundError":
+                    return {}
+                raise
+            return dict(response.get("ObjectLockConfiguration") or {})
+
+        config = self._call("get object lock configuration", None, fetch)
+        enabled = config.get("ObjectLockEnabled") == "Enabled"
+        self._object_lock = enabled
+        default = (config.get("Rule") or {}).get("DefaultRetention") or {}
+        mode = str(default.get("Mode", "")).lower() or None
+        days = default.get("Days")
+        if days is None and default.get("Years") is not None:
+            days = 365 * int(default["Years"])
+        return BucketLockStatus(
+            self.bucket,
+            versioning.get("Status") == "Enabled",
+            enabled,
+            "compliance" if mode == "compliance" else "governance" if mode else None,
+            int(days) if days is not None else None,
+        )
+
+    def set_retention(self, key: str, retain_until: datetime, mode: LockMode) -> bool:
+        """PutObjectRetention on the current version; only ever extends (see base)."""
+        check_lock_args(self._where(key), retain_until, mode)
+        info = self.head(key)
+        if info is None:
+            raise self._not_found(key)
+        now = datetime.now(UTC)
+        active = info.retain_until is not None and info.retain_until > now
+        if active and info.retain_until is not None and info.retain_until >= retain_until:
+            return False
+        if active and info.lock_mode is not None:
+            mode = info.lock_mode
+        full = self._full(key)
+        version: dict[str, Any] = {"VersionId": info.version_id} if info.version_id else {}
+        retention: Any = {"Mode": mode.upper(), "RetainUntilDate": retain_until}
+
+        def put_retention() -> None:
+            self._client.put_object_retention(
+                Bucket=self.bucket, Key=full, Retention=retention, **version
+            )
+
+        self._call("put retention", key, put_retention)
+        return True
 
     # -- lifecycle ---------------------------------------------------------------------
 

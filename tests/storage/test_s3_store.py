@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 
 from drd.errors import StorageError
 from drd.storage import LifecycleTransition
+from drd.storage.base import ObjectLockedError
 from drd.storage.s3 import S3Store, default_retry_policy
 from drd.testing import S3Endpoint
 
@@ -65,8 +66,9 @@ def test_object_lock_compliance_applies(
     with pytest.raises(ClientError) as refused:
         client.delete_object(Bucket=bucket, Key=full_key, VersionId=versions[0]["VersionId"])
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
-    store.delete("evidence/manifest")  # only a delete marker: the locked version stays
-    assert store.head("evidence/manifest") is None
+    with pytest.raises(ObjectLockedError, match="evidence/manifest is locked until"):
+        store.delete("evidence/manifest")  # deleted by version: refused, no delete marker
+    assert store.get("evidence/manifest") == b"manifest"
     kept = client.get_object(Bucket=bucket, Key=full_key, VersionId=versions[0]["VersionId"])
     assert kept["Body"].read() == b"manifest"
 
