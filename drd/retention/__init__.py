@@ -1,0 +1,1 @@
+"""Retention: which restore points a tier's keep rules keep, and why."""
