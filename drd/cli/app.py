@@ -15,7 +15,16 @@ from typing import Annotated
 import typer
 
 from drd import __version__, log
-from drd.cli import catalog_cmd, config_cmd, db_cmd, drill_cmd, repo_cmd, snapshot_cmd, status_cmd
+from drd.cli import (
+    catalog_cmd,
+    config_cmd,
+    db_cmd,
+    drill_cmd,
+    repo_cmd,
+    retention_cmd,
+    snapshot_cmd,
+    status_cmd,
+)
 from drd.cli.context import AppState, default_config_path
 from drd.cli.output import OutputFormat
 from drd.errors import EXIT_CODES, EXIT_INTERRUPTED, ConfigError, DrdError
@@ -38,6 +47,7 @@ app.add_typer(db_cmd.backup_app, name="backup")
 app.add_typer(repo_cmd.app, name="repo")
 app.add_typer(snapshot_cmd.app, name="snapshot")
 app.add_typer(drill_cmd.app, name="drill")
+app.add_typer(retention_cmd.app, name="retention")
 app.command("check")(db_cmd.check)
 app.command("heartbeat")(db_cmd.heartbeat)
 app.command("status")(status_cmd.status)

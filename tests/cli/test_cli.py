@@ -109,6 +109,7 @@ def test_unbuilt_commands_are_not_shown(capsys: pytest.CaptureFixture[str]) -> N
         "repo",
         "snapshot",
         "drill",
+        "retention",
     }
     assert main(["--help"]) == 0
     assert "Exit codes" in capsys.readouterr().out
