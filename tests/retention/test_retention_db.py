@@ -43,6 +43,10 @@ def _tiers(tmp: Path) -> Path:
     return tmp
 
 
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
 def _stop_sandbox(cluster: PgCluster, sandbox: str) -> None:
     subprocess.run(
         ["runuser", "-u", cluster.os_user, "--", str(cluster.bin_dir / "pg_ctl"), "-D",
@@ -141,9 +145,11 @@ def test_apply_refuses_when_the_catalog_disagrees(
     estate = estate_builder.load()
     _, pgbr = start_protected(estate, "erp", cluster)
     pgbr.backup("full")  # behind drd's back: not in the catalog
-    with open_configured(estate.config) as catalog:
-        with pytest.raises(SafetyError, match="drd catalog rebuild"):
-            service.apply(estate, catalog, "erp")
+    with (
+        open_configured(estate.config) as catalog,
+        pytest.raises(SafetyError, match="drd catalog rebuild"),
+    ):
+        service.apply(estate, catalog, "erp")
     code = main(["--config", str(estate.path), "retention", "apply", "erp"])
     assert code == SafetyError.exit_code
     assert "not in the catalog" in capsys.readouterr().err
@@ -158,7 +164,9 @@ def test_apply_refuses_when_the_catalog_disagrees(
 
 
 def _set(label: str, kind: str, stopped: datetime, prior: str | None = None) -> BackupSet:
-    return BackupSet(label, kind, stopped, stopped, None, None, None, None, 0, 0, 0, 0, prior, False)
+    return BackupSet(
+        label, kind, stopped, stopped, None, None, None, None, 0, 0, 0, 0, prior, error=False
+    )
 
 
 def test_locked_sets_are_reported_not_expired_and_keep_their_chain() -> None:
@@ -188,3 +196,55 @@ def test_locked_sets_are_reported_not_expired_and_keep_their_chain() -> None:
     unlocked = plan_db(info, Retention(keep_last=1), now=now)
     assert unlocked.expire == ("F1",)
     assert [d.label for d in unlocked.expired] == ["F1", "I1"]
+
+
+def test_filestore_snapshots_forgotten_and_pruned_by_the_tier(
+    estate_builder: EstateBuilder,
+    make_cluster: Callable[..., PgCluster],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """keep_last 2 of 4 snapshots: 2 forgotten (their fresh packs stay for the 1 h grace
+    period), verify clean, both kept snapshots restore byte-identically, catalog follows."""
+    from drd.snapshot.keys import PassphraseWrapper, init_repository
+    from drd.snapshot.restore import restore_snapshot
+    from drd.snapshot.service import open_repo, snapshot_workload
+    from drd.snapshot.verify import verify_repository
+    from drd.storage.factory import open_store
+    from drd.testing.filestore import make_tree
+
+    cluster = make_cluster("retfs")
+    filestore = tmp_path / "filestore"
+    estate_builder.tiers_dir = _tiers(tmp_path / "tiers")
+    repo_name = estate_builder.filesystem_repo()
+    estate_builder.workload("erp", cluster, repo_name, tier="keep-2", filestore=filestore)
+    estate = estate_builder.load()
+    start_protected(estate, "erp", cluster)
+    init_repository(
+        open_store(estate.config.repository(repo_name)),
+        PassphraseWrapper(estate_builder.passphrase, n=2**10),
+    )
+    trees: dict[str, dict[str, bytes]] = {}
+    with open_configured(estate.config) as catalog:
+        backup_db(estate, "erp", "full", catalog)
+        for seed in range(4):
+            make_tree(filestore, seed=seed, files=12)
+            created = snapshot_workload(estate, "erp", catalog=catalog)
+            trees[created.snapshot_id] = _files(filestore)
+        assert main(["--config", str(estate.path), "retention", "plan", "erp"]) == 0
+        out = capsys.readouterr().out
+        assert "filestore: keep 2 snapshot(s), forget 2" in out
+        service.apply(estate, catalog, "erp")
+        in_catalog = {s.id for s in catalog.list_snapshots("erp")}
+        audit = [e for e in catalog.audit_entries() if e.action == "retention.delete.snapshot"]
+
+    repo = open_repo(estate, repo_name)
+    kept = [r.id for r in repo.snapshots("erp")]
+    assert kept == list(trees)[2:]  # the two newest
+    assert in_catalog == set(kept)
+    assert len(audit) == 2
+    assert verify_repository(repo, read_data=True).ok
+    for snapshot_id in kept:
+        target = tmp_path / f"restored-{snapshot_id[:8]}"
+        restore_snapshot(repo, snapshot_id, target)
+        assert _files(target) == trees[snapshot_id]
