@@ -147,6 +147,9 @@ def _filestore_and_drill(
     cluster.switch_wal_and_wait_archived()
     _drd(config, "drill", "run", "acme-erp", "--sandbox", "local", env=env)
 
+    _say("retention: what the tier's keep rules keep (and why), expire and prune: a plan only")
+    _drd(config, "retention", "plan", env=env)
+
 
 def run_demo(env: dict[str, str], scratch: Scratch) -> None:
     _say(

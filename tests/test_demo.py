@@ -37,6 +37,8 @@ def test_demo_protects_a_fresh_cluster_end_to_end() -> None:
     assert re.search(r"RPO \d+\.\ds \(objective 900s\), RTO \d+\.\ds", out)
     assert "restored tree identical to the filestore: True" in out
     assert "no problems found" in out
+    assert "database: keep 1 backup set(s), expire 0" in out  # the retention plan
+    assert "filestore: keep 2 snapshot(s), forget 0" in out
     status_line = next(line for line in out.splitlines() if line.startswith("acme-erp "))
     assert "tier-1" in status_line
     assert "primary" in status_line
