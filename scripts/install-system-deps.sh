@@ -10,6 +10,8 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing 
 [ -x "$PG_BIN/initdb" ] || missing="$missing postgresql-15"
 command -v psql >/dev/null 2>&1 || missing="$missing postgresql-client-15"
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$missing python3-venv"
+# headless Chromium screenshots the daemon's status page in the tests
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 
 if [ -z "$missing" ]; then
     exit 0
