@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from drd import metrics
-from drd.config import Estate
+from drd.config import Estate, Tier
 from drd.config.cron import max_interval
 from drd.config.types import format_duration
 from drd.errors import DrdError
@@ -186,18 +186,26 @@ def check_repository(ctx: _Context) -> list[CheckResult]:
     ]
 
 
+def allowed_backup_age(tier: Tier, kind: str, now: datetime) -> timedelta | None:
+    """How old the newest ``kind`` backup may be: its schedule's longest gap with grace
+    (``alerts.backup_age_max`` for fulls when set); None when the tier has no such cron."""
+    cron = {"full": tier.postgres.full, "diff": tier.postgres.diff, "incr": tier.postgres.incr}[
+        kind
+    ]
+    if kind == "full" and tier.alerts.backup_age_max is not None:
+        return tier.alerts.backup_age_max
+    return None if cron is None else max_interval(cron, now) * AGE_GRACE
+
+
 def check_backup_ages(ctx: _Context) -> list[CheckResult]:
     if ctx.info is None:
         return []
     tier = ctx.estate.tier_of(ctx.workload)
-    schedules = {"full": tier.postgres.full, "diff": tier.postgres.diff, "incr": tier.postgres.incr}
     results = []
-    for kind, cron in schedules.items():
-        if cron is None:
+    for kind in ("full", "diff", "incr"):
+        allowed = allowed_backup_age(tier, kind, ctx.now)
+        if allowed is None:
             continue
-        allowed = max_interval(cron, ctx.now) * AGE_GRACE
-        if kind == "full" and tier.alerts.backup_age_max is not None:
-            allowed = tier.alerts.backup_age_max
         candidates = [b for b in ctx.info.backups if b.type in SATISFIES[kind] and not b.error]
         name = f"backup_age_{kind}"
         if not candidates:

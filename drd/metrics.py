@@ -303,6 +303,35 @@ DRILL_VERDICT = Gauge(
 )
 
 
+# Thresholds from each workload's tier, published by the daemon so that alert rules
+# compare against the tier instead of hard-coding numbers (helm/drd PrometheusRule).
+BACKUP_MAX_AGE = Gauge(
+    "drd_backup_max_age_seconds",
+    "Oldest the newest backup may be before alerting (tier alerts.backup_age_max).",
+    ["workload"],
+    registry=REGISTRY,
+)
+DRILL_MAX_AGE = Gauge(
+    "drd_drill_max_age_seconds",
+    "Oldest the newest passing drill may be (tier drills.max_age).",
+    ["workload"],
+    registry=REGISTRY,
+)
+RTO_OBJECTIVE = Gauge(
+    "drd_rto_objective_seconds", "The tier's RTO objective.", ["workload"], registry=REGISTRY
+)
+
+
+def set_tier_thresholds(
+    workload: str, *, backup_max_age: timedelta, drill_max_age: timedelta, rpo: timedelta,
+    rto: timedelta,
+) -> None:  # fmt: skip
+    BACKUP_MAX_AGE.labels(workload).set(backup_max_age.total_seconds())
+    DRILL_MAX_AGE.labels(workload).set(drill_max_age.total_seconds())
+    RPO_OBJECTIVE.labels(workload).set(rpo.total_seconds())
+    RTO_OBJECTIVE.labels(workload).set(rto.total_seconds())
+
+
 def record_drill(
     workload: str, *, passed: bool, rpo: float | None, rto: float | None, finished_at: datetime
 ) -> None:
@@ -335,6 +364,9 @@ def forget_workload(workload: str) -> None:
         DRILL_RTO,
         DRILL_LAST_SUCCESS,
         DRILL_VERDICT,
+        BACKUP_MAX_AGE,
+        DRILL_MAX_AGE,
+        RTO_OBJECTIVE,
     ):
         _remove(gauge, workload)
     for kind in ("new", "deduplicated"):

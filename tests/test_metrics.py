@@ -43,6 +43,13 @@ def test_every_metric_is_exposed_with_its_exact_name_and_type(workload: str) -> 
     )
     metrics.record_snapshot_failure(workload)
     metrics.record_drill(workload, passed=True, rpo=12.5, rto=40.0, finished_at=FINISHED)
+    metrics.set_tier_thresholds(
+        workload,
+        backup_max_age=timedelta(days=8),
+        drill_max_age=timedelta(days=2),
+        rpo=timedelta(minutes=15),
+        rto=timedelta(hours=2),
+    )
 
     text = metrics.render().decode()
     for line in (
@@ -62,6 +69,9 @@ def test_every_metric_is_exposed_with_its_exact_name_and_type(workload: str) -> 
         f'drd_snapshot_failures_total{{workload="{workload}"}} 1.0',
         f'drd_drill_rpo_seconds{{workload="{workload}"}} 12.5',
         f'drd_drill_verdict{{workload="{workload}"}} 1.0',
+        f'drd_backup_max_age_seconds{{workload="{workload}"}} 691200.0',
+        f'drd_drill_max_age_seconds{{workload="{workload}"}} 172800.0',
+        f'drd_rto_objective_seconds{{workload="{workload}"}} 7200.0',
     ):
         assert line in text, line
     assert "# TYPE drd_wal_archive_failed_total counter" in text
@@ -85,6 +95,9 @@ def test_every_metric_is_exposed_with_its_exact_name_and_type(workload: str) -> 
         "drd_drill_rto_seconds": "gauge",
         "drd_drill_last_success_timestamp_seconds": "gauge",
         "drd_drill_verdict": "gauge",
+        "drd_backup_max_age_seconds": "gauge",
+        "drd_drill_max_age_seconds": "gauge",
+        "drd_rto_objective_seconds": "gauge",
     }
     assert _sample(
         "drd_backup_last_success_timestamp_seconds", workload=workload, type="full"
