@@ -5,6 +5,8 @@ The key commands open the repository named in the config with that repository's
 ``encryption.passphrase``. A new passphrase (``repo key add``) comes from an
 environment variable named with ``--passphrase-env`` or, on a terminal, from a
 prompt; never from the command line, where it would land in shell history and ``ps``.
+On a repository serving an immutable tier, ``init`` and ``key add`` first check that the
+bucket can lock, and the config and key wrappers they write are locked.
 ``check-immutability`` and ``lifecycle`` need no passphrase: they read object metadata
 and bucket configuration only (``drd.retention.immutability``, ``.lifecycle``).
 """
@@ -34,6 +36,8 @@ from drd.retention.immutability import (
     ImmutabilityReport,
     check_immutability,
     describe_repository,
+    ensure_object_lock,
+    lock_store,
     open_repository_root,
     repository_policy,
 )
@@ -92,8 +96,15 @@ def _opened_root(estate: Estate, repository_name: str) -> Iterator[ObjectStore]:
 
 
 @contextmanager
-def _opened_store(estate: Estate, repository_name: str) -> Iterator[ObjectStore]:
-    store = _store_for(estate, repository_name)
+def _opened_store(
+    estate: Estate, repository_name: str, *, write: bool = False
+) -> Iterator[ObjectStore]:
+    """The repository's store; what is written through it is locked on an immutable
+    repository. ``write``: first refuse a bucket that cannot lock (``ensure_object_lock``)."""
+    _repository(estate, repository_name)  # an unknown name is a ConfigError
+    if write:
+        ensure_object_lock(estate, repository_name, lambda repo: _root_store_for(estate, repo.name))
+    store = lock_store(estate, repository_name, _store_for(estate, repository_name))
     try:
         yield store
     finally:
@@ -159,7 +170,7 @@ def init(
     st = state(ctx)
     estate = st.estate()
     wrapper = _configured_wrapper(estate, repository)
-    with _opened_store(estate, repository) as store:
+    with _opened_store(estate, repository, write=True) as store:
         config, _ = init_repository(store, wrapper, label=label)
         keys = list_keys(store)
         location = store.location
@@ -228,7 +239,7 @@ def key_add(
         raise ConfigError(
             "the new passphrase is the configured one: it already opens the repository"
         )
-    with _opened_store(estate, repository) as store:
+    with _opened_store(estate, repository, write=True) as store:
         _, keys, current = open_repository(store, [wrapper])
         key_id = add_key(store, keys, PassphraseWrapper(new_passphrase), label=label)
         location = store.location

@@ -22,6 +22,7 @@ from drd.drill.agent import DrillResult, run_local_drill
 from drd.drill.kubernetes import DrillCluster, DrillSpec
 from drd.errors import DrdError
 from drd.log import get_logger
+from drd.retention.immutability import ensure_object_lock, lock_store
 from drd.storage.factory import open_store
 
 log = get_logger("drd.drill")
@@ -105,6 +106,26 @@ def result_key(result: DrillResult) -> str:
     return f"drills/{result.workload}/{stamp}-{result.drill_id}.json"
 
 
+def store_evidence(estate: Estate, result: DrillResult) -> str:
+    """Write the result object into the workload's repository; its key.
+
+    On an immutable S3 repository it is locked like every other object drd writes there
+    (``lock_store``), after ``ensure_object_lock``, so a bucket that cannot lock says so.
+    Known gap: the lock runs for the repository's immutability ``days`` (tier-1: 14), not
+    the tier's ``evidence.retain`` (tier-1: 1825 days); keeping evidence locked for its
+    whole retention is left to retention's lock extension.
+    """
+    repository = estate.config.workload(result.workload).repository
+    ensure_object_lock(estate, repository)
+    store = lock_store(estate, repository, open_store(estate.config.repository(repository)))
+    try:
+        key = result_key(result)
+        store.put(key, json.dumps(result.as_dict(), indent=2, default=str).encode())
+    finally:
+        store.close()
+    return key
+
+
 def run_drill(
     estate: Estate,
     workload_name: str,
@@ -129,8 +150,7 @@ def run_drill(
         result = run_local_drill(estate, workload_name, t0=t0, keep=keep)
     data = result.as_dict()
     try:
-        store = open_store(estate.config.repository(workload.repository))
-        store.put(result_key(result), json.dumps(data, indent=2, default=str).encode())
+        store_evidence(estate, result)
     except DrdError as exc:
         result.reasons.append(f"could not store the drill result in the repository: {exc}")
         data = result.as_dict()

@@ -29,7 +29,10 @@ Misconfiguration is an error, not a downgrade.
     ``ConfigError`` when an S3 repository serving an immutable tier has no versioning
     or Object Lock, or a bucket default retention (which would lock ``locks/`` too).
     Filesystem repositories cannot lock anything: they are reported as warnings,
-    immutability applies to S3 repositories.
+    immutability applies to S3 repositories. Writers (``drd backup db``, ``drd snapshot
+    create``, ``drd repo init``, drill evidence) call ``ensure_object_lock`` first: the
+    same check for their repository, one bucket call per process (a repository that
+    passed, here or in ``require_estate_object_lock``, is not asked again).
 One repository, several tiers.
     Filestore packs are shared by every workload of a repository (deduplication), so
     a repository's objects follow its strictest tier: compliance if any tier says
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -217,33 +221,99 @@ def require_estate_object_lock(
     ),
 ) -> list[str]:
     """Check every S3 repository serving an immutable tier; one ``ConfigError`` listing
-    all that cannot lock. Returns warnings for filesystem repositories on such tiers."""
+    all that cannot lock. Returns warnings for filesystem repositories on such tiers.
+    Those that pass are remembered: ``ensure_object_lock`` does not ask them again."""
     problems: list[str] = []
     warnings: list[str] = []
     for repo in estate.config.repositories:
         policy = repository_policy(estate, repo.name)
         if policy is None:
             continue
-        where = describe_repository(estate, repo.name)
-        if isinstance(repo, FilesystemRepository):
-            warnings.append(
-                f"{where} asks for immutability but filesystem repositories cannot lock "
-                "objects: use an S3 repository with Object Lock for immutable copies"
-            )
-            continue
-        store = open_root(repo)
         try:
-            require_object_lock(store, policy, where)
+            warnings += _check_repository(estate, repo, policy, open_root)
         except ConfigError as exc:
             problems.append(str(exc))
-        finally:
-            store.close()
     if problems:
         raise ConfigError(
             f"{len(problems)} repository(ies) cannot lock objects: " + "; ".join(problems),
             problems,
         )
     return warnings
+
+
+#: Repositories that passed the check in this process, with their warnings; keyed by
+#: where they are and the policy checked (``_verified_key``).
+_VERIFIED: dict[tuple[str, ...], list[str]] = {}
+_VERIFIED_LOCK = threading.Lock()
+
+
+def _verified_key(repo: FilesystemRepository | S3Repository, policy: LockPolicy) -> tuple[str, ...]:
+    if isinstance(repo, FilesystemRepository):
+        where = f"file://{repo.path}"
+    else:
+        where = f"{repo.endpoint or 'aws'}|{repo.bucket}|{repo.prefix}"
+    return (repo.name, where, policy.mode, str(policy.days))
+
+
+def _check_repository(
+    estate: Estate,
+    repo: FilesystemRepository | S3Repository,
+    policy: LockPolicy,
+    open_root: Callable[[FilesystemRepository | S3Repository], ObjectStore],
+) -> list[str]:
+    """``require_object_lock`` for one repository (a warning for a filesystem one);
+    remembered for ``ensure_object_lock`` when it passes."""
+    where = describe_repository(estate, repo.name)
+    warnings: list[str] = []
+    if isinstance(repo, FilesystemRepository):
+        warnings.append(
+            f"{where} asks for immutability but filesystem repositories cannot lock "
+            "objects: use an S3 repository with Object Lock for immutable copies"
+        )
+    else:
+        store = open_root(repo)
+        try:
+            require_object_lock(store, policy, where)
+        finally:
+            store.close()
+    with _VERIFIED_LOCK:
+        _VERIFIED[_verified_key(repo, policy)] = warnings
+    return warnings
+
+
+def ensure_object_lock(
+    estate: Estate,
+    repository_name: str,
+    open_root: Callable[[FilesystemRepository | S3Repository], ObjectStore] = (
+        open_repository_root
+    ),
+) -> list[str]:
+    """Before writing to a repository: ``ConfigError`` if it serves an immutable tier and
+    its bucket cannot lock (``require_object_lock``); the warnings otherwise, logged.
+
+    Once a repository passed (here or in ``require_estate_object_lock``) the answer is
+    remembered for the process: one bucket call, not one per backup. A failure is not
+    remembered, so a fixed bucket is picked up by the next attempt.
+    """
+    repo = estate.config.repository(repository_name)
+    policy = repository_policy(estate, repository_name)
+    if policy is None:
+        return []
+    key = _verified_key(repo, policy)
+    with _VERIFIED_LOCK:
+        known = _VERIFIED.get(key)
+    if known is not None:
+        return list(known)
+    warnings = _check_repository(estate, repo, policy, open_root)
+    for warning in warnings:
+        log.warning("immutability_unavailable", repository=repository_name, detail=warning)
+    return list(warnings)
+
+
+def forget_verified() -> None:
+    """Forget which repositories passed ``ensure_object_lock`` (tests; a config reload)."""
+    with _VERIFIED_LOCK:
+        _VERIFIED.clear()
 
 
 # -- writing locked objects --------------------------------------------------------------

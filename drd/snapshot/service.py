@@ -1,5 +1,10 @@
 """Snapshot services for the CLI and the daemon: open a configured repository, snapshot
 a workload's filestore with its database restore point, record it in the catalog.
+
+A repository serving an immutable tier on S3 is opened through a ``LockingStore``: every
+object written through it (packs, indexes, manifests; ``locks/`` excepted) gets the
+tier's Object Lock. ``snapshot_workload`` refuses to start when the bucket cannot
+lock (``ensure_object_lock``), before anything is written.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from drd.config import Estate
 from drd.errors import ConfigError, DrdError
 from drd.log import bind_context, get_logger
 from drd.postgres.probe import connect
+from drd.retention.immutability import ensure_object_lock, lock_store
 from drd.snapshot.create import CreateResult, Progress, create_snapshot
 from drd.snapshot.keys import PassphraseWrapper, open_repository
 from drd.snapshot.repository import Repository
@@ -25,13 +31,14 @@ log = get_logger("drd.snapshot")
 
 
 def open_repo(estate: Estate, repository_name: str) -> Repository:
-    """Open the snapshot repository of a configured repository with its passphrase."""
+    """Open the snapshot repository of a configured repository with its passphrase;
+    writes through it are locked when the repository is immutable (``lock_store``)."""
     try:
         repo_cfg = estate.config.repository(repository_name)
     except StopIteration:
         known = ", ".join(r.name for r in estate.config.repositories) or "none"
         raise ConfigError(f"unknown repository {repository_name!r} (known: {known})") from None
-    store = open_store(repo_cfg)
+    store = lock_store(estate, repository_name, open_store(repo_cfg))
     passphrase = repo_cfg.encryption.passphrase.get().get_secret_value()
     config, keys, _ = open_repository(store, [PassphraseWrapper(passphrase)])
     return Repository(store, config, keys)
@@ -77,6 +84,7 @@ def snapshot_workload(
     workload = estate.config.workload(workload_name)
     if workload.filestore is None:
         raise ConfigError(f"workload {workload_name} has no filestore configured")
+    ensure_object_lock(estate, workload.repository)  # before anything is written
     repo = open_repo(estate, workload.repository)
     point = db_restore_point(estate, workload_name, catalog)
     run_id = catalog.start_run("snapshot", workload_name, {"tags": list(tags)}) if catalog else None

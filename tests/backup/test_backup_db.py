@@ -30,7 +30,8 @@ def test_full_diff_incr_recorded_as_info_shows(
         if repo_kind == "filesystem"
         else estate_builder.s3_repo(s3, bucket)
     )
-    estate_builder.workload("erp", cluster, repo)
+    # tier-1 is immutable: on S3 it needs an Object Lock bucket (test_immutability_wiring)
+    estate_builder.workload("erp", cluster, repo, tier="tier-2" if repo_kind == "s3" else "tier-1")
     estate = estate_builder.load()
     _, pgbr = start_protected(estate, "erp", cluster)
     cluster.execute("CREATE TABLE t AS SELECT g FROM generate_series(1, 10000) g")

@@ -90,7 +90,9 @@ def test_rebuild_recreates_the_catalog_from_the_repository(
         if repo_kind == "filesystem"
         else estate_builder.s3_repo(s3, bucket)
     )
-    estate_builder.workload("erp", cluster, repo, filestore=filestore)
+    # tier-1 is immutable: on S3 it needs an Object Lock bucket (test_immutability_wiring)
+    tier = "tier-2" if repo_kind == "s3" else "tier-1"
+    estate_builder.workload("erp", cluster, repo, tier=tier, filestore=filestore)
     estate = estate_builder.load()
     _, pgbr = start_protected(estate, "erp", cluster)
     store = open_store(estate.config.repository(repo))

@@ -8,6 +8,7 @@ carry everything the agent needs, and that its result is read back and recorded.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from drd.catalog import open_configured
 from drd.drill import bundle
 from drd.drill.k8s_fake import FakeDrillCluster, JobOutcome
-from drd.drill.service import run_drill
+from drd.drill.service import result_key, run_drill
 from drd.errors import ConfigError
 from drd.postgres.heartbeat import write_heartbeat
 from drd.snapshot.keys import PassphraseWrapper, init_repository
@@ -48,13 +49,14 @@ def test_odoo_drill_in_a_kubernetes_job_passes_and_is_recorded(
     estate_builder: EstateBuilder,
     make_cluster: Callable[..., PgCluster],
     s3: S3Endpoint,
-    bucket: str,
     scratch: Scratch,
 ) -> None:
     """The agent restores from S3 with only what the pod gets, neutralizes, verifies, passes."""
     cluster = make_cluster("k8sdrill")
     filestore = estate_builder.root / "filestore" / "acme"
     filestore.mkdir(parents=True)
+    # tier-1 is immutable: the drill runs against a locked repository, evidence locked too
+    bucket = s3.create_bucket(f"drd-k8s-{uuid.uuid4().hex[:12]}", object_lock=True)
     repo = estate_builder.s3_repo(s3, bucket)
     estate_builder.workload("acme", cluster, repo, dbname="acme", filestore=filestore)
     estate_builder.workloads[-1]["odoo"] = {"database": "acme"}
@@ -98,6 +100,8 @@ def test_odoo_drill_in_a_kubernetes_job_passes_and_is_recorded(
     assert recorded is not None
     assert recorded.verdict == "pass"
     assert recorded.details["sandbox"] == f"kubernetes:{namespace}"
+    evidence = s3.client().head_object(Bucket=bucket, Key=f"filestore/{result_key(result)}")
+    assert evidence["ObjectLockMode"] == "GOVERNANCE"
 
     # Secrets reached the pod through the Secret only, and nowhere else.
     secrets = [estate_builder.passphrase, *bundle.build(estate, "acme").secret_env.values()]

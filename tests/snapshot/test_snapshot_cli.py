@@ -42,7 +42,9 @@ def test_init_create_incremental_restore_verify(
         if repo_kind == "s3"
         else estate_builder.filesystem_repo()
     )
-    estate_builder.workload("erp", cluster, repo, filestore=source)
+    # tier-1 is immutable: on S3 it needs an Object Lock bucket (test_immutability_wiring)
+    tier = "tier-2" if repo_kind == "s3" else "tier-1"
+    estate_builder.workload("erp", cluster, repo, tier=tier, filestore=source)
     config = str(estate_builder.write())
 
     assert main(["--config", config, "repo", "init", repo]) == 0
