@@ -195,6 +195,18 @@ class Catalog(ABC):
     ) -> DrillRecord | None:
         """The drill of ``workload`` (with ``status`` if given) that started last."""
 
+    @abstractmethod
+    def latest_drills(self, *, status: DrillStatus | None = None) -> dict[str, DrillRecord]:
+        """The newest drill of every workload (with ``status`` if given), in one query."""
+
+    @abstractmethod
+    def last_activity(self) -> dict[tuple[str, str], datetime]:
+        """When each workload last did each kind of thing, in a few grouped queries:
+        ``("backup-full", w)`` ... (newest backup of that type, its stop time),
+        ``("snapshot", w)`` (newest snapshot), ``("drill", w)`` (newest drill), and
+        ``("run:retention" | "run:snapshot" | "run:drill", w)`` (newest run of that kind,
+        whatever its outcome). For the daemon over thousands of workloads."""
+
     # -- incidents ------------------------------------------------------------------------
 
     @abstractmethod

@@ -135,7 +135,13 @@ class PostgresCatalog(SqlCatalog):
             text = text.replace(secret, MASK)
         return " ".join(text.split())
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def connect_dedicated(self, application_name: str) -> psycopg.Connection[Any]:
+        """A new session of its own (same server, user, password), for session-scoped
+        state such as the daemon's leader lock: it must not share the catalog's
+        connection, which is replaced when it breaks."""
+        return self._connect(application_name)
+
+    def _connect(self, application_name: str = "drd-catalog") -> psycopg.Connection[Any]:
         try:
             given = conninfo_to_dict(self._url)
         except psycopg.Error as exc:
@@ -147,7 +153,7 @@ class PostgresCatalog(SqlCatalog):
         if "connect_timeout" not in given:
             extra["connect_timeout"] = self._connect_timeout
         if "application_name" not in given:
-            extra["application_name"] = "drd-catalog"
+            extra["application_name"] = application_name
         if self._password is not None:
             extra["password"] = self._password.get_secret_value()
         try:

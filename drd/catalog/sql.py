@@ -231,6 +231,34 @@ class SqlCatalog(Catalog):
         found = self._find(DRILLS, "started_at DESC, id DESC", 1, workload=workload, status=status)
         return found[0] if found else None
 
+    def latest_drills(self, *, status: DrillStatus | None = None) -> dict[str, DrillRecord]:
+        where, params = _where(status=status)
+        inner = f"SELECT MAX(id) FROM {DRILLS.name}{where} GROUP BY workload"
+        sql = f"SELECT {DRILLS.select_list} FROM {DRILLS.name} WHERE id IN ({inner})"
+        rows = self._select(f"read {DRILLS.name}", sql, params)
+        found = [DRILLS.from_row(self._dialect, row) for row in rows]
+        return {drill.workload: drill for drill in found}
+
+    # -- the daemon's view -------------------------------------------------------------------
+
+    def last_activity(self) -> dict[tuple[str, str], datetime]:
+        grouped = (
+            (f"SELECT 'backup-' || type, workload, MAX(stopped_at) FROM {BACKUPS.name}"
+             " GROUP BY type, workload"),
+            (f"SELECT 'snapshot', workload, MAX(created_at) FROM {SNAPSHOTS.name}"
+             " GROUP BY workload"),
+            f"SELECT 'drill', workload, MAX(started_at) FROM {DRILLS.name} GROUP BY workload",
+            (f"SELECT 'run:' || kind, workload, MAX(started_at) FROM {RUNS.name} WHERE workload"
+             " IS NOT NULL AND kind IN ('retention', 'snapshot', 'drill') GROUP BY kind, workload"),
+        )  # fmt: skip
+        out: dict[tuple[str, str], datetime] = {}
+        for sql in grouped:
+            for kind, workload, value in self._select("read last activity", sql):
+                when = self._dialect.ts_value(value)
+                if (kind, workload) not in out or when > out[(kind, workload)]:
+                    out[(kind, workload)] = when
+        return out
+
     # -- incidents -------------------------------------------------------------------------
 
     def record_incident(self, incident: IncidentRecord) -> IncidentRecord:

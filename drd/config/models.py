@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from drd.config.types import Duration, SecretRef, StrictModel
+from drd.config.types import CronExpr, Duration, SecretRef, StrictModel
 from drd.errors import ConfigError
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -171,7 +171,13 @@ class DaemonSettings(StrictModel):
     jitter: Duration = Field(
         default=timedelta(seconds=30), description="random delay for shared crons"
     )
-    shutdown_grace: Duration = timedelta(minutes=5)
+    shutdown_grace: Duration = Field(
+        default=timedelta(minutes=5),
+        description="on SIGTERM, running jobs get this long to finish before they are killed",
+    )
+    retention_cron: CronExpr = Field(
+        default="30 4 * * *", description="when retention is applied to each workload"
+    )
 
 
 class KubernetesDrills(StrictModel):

@@ -1,0 +1,1 @@
+"""The daemon: scheduling, leader election, HTTP endpoints and the status page."""
