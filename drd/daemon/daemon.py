@@ -161,8 +161,8 @@ class Daemon:
         self.scheduler.configure(jobs)
         due = due_jobs(jobs, LastRuns.from_catalog(self.catalog, jobs))
         log.info("leader_catching_up", due=[job.id for job in due])
-        self.scheduler.catch_up(due)
         self.scheduler.resume()
+        self.scheduler.catch_up(due)
 
     def _publish(self) -> None:
         try:

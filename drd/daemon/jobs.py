@@ -169,7 +169,23 @@ class LastRuns:
         return fired is not None and fired > last
 
 
+_BACKUP_RANK = {"backup-full": 0, "backup-diff": 1, "backup-incr": 2}
+
+
 def due_jobs(jobs: Iterable[JobSpec], last: LastRuns, now: datetime | None = None) -> list[JobSpec]:
-    """Catch-up jobs whose schedule fired since they last ran, in a stable order."""
+    """Catch-up jobs whose schedule fired since they last ran, in a stable order.
+
+    At most one backup per workload: a due full makes a due diff or incr pointless (and
+    they would only queue behind pgBackRest's stanza lock), a due diff an incr.
+    """
     now = now or datetime.now(UTC)
-    return [job for job in jobs if job.kind in CATCH_UP and last.due(job, now)]
+    due = [job for job in jobs if job.kind in CATCH_UP and last.due(job, now)]
+    best: dict[str | None, int] = {}
+    for job in due:
+        if job.kind in _BACKUP_RANK:
+            best[job.workload] = min(best.get(job.workload, 9), _BACKUP_RANK[job.kind])
+    return [
+        job
+        for job in due
+        if job.kind not in _BACKUP_RANK or _BACKUP_RANK[job.kind] == best[job.workload]
+    ]

@@ -42,6 +42,11 @@ log = get_logger("drd.daemon")
 BACKOFF_BASE = timedelta(minutes=1)
 BACKOFF_MAX = timedelta(hours=1)
 LIGHT_THREADS = 8
+PHASES: tuple[frozenset[str], ...] = (
+    frozenset({"heartbeat", "monitor", "sweep", "backup-full", "backup-diff", "backup-incr"}),
+    frozenset({"snapshot"}),
+    frozenset({"retention", "drill"}),
+)
 
 
 class Scheduler:
@@ -64,6 +69,8 @@ class Scheduler:
         self.failures: dict[str, int] = {}
         self.running: dict[str, threading.Event] = {}  # job id -> its cancel event
         self.accepting = True
+        self.paused = False
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._heavy = threading.BoundedSemaphore(max_concurrent)
         self._repos: dict[str, threading.BoundedSemaphore] = {}
@@ -110,19 +117,26 @@ class Scheduler:
                 self._aps.remove_job(job_id + suffix)
 
     def start(self, *, paused: bool = False) -> None:
+        self.paused = paused
         self._aps.start(paused=paused)
 
     def pause(self) -> None:
+        """Start nothing more (leadership lost); running jobs are cancelled separately."""
+        self.paused = True
         self._aps.pause()
 
     def resume(self) -> None:
+        self.paused = False
         self._aps.resume()
 
-    def catch_up(self, due: Iterable[JobSpec]) -> None:
-        """Run these jobs now (once each; spread by the jitter)."""
-        for job in due:
-            delay = random.uniform(0, self.jitter.total_seconds())  # noqa: S311 - spreading load
-            self._once(job, datetime.now(UTC) + timedelta(seconds=delay), ":now")
+    def catch_up(self, due: Iterable[JobSpec]) -> threading.Thread:
+        """Run these jobs now, once each, in the background, phase by phase (``run_once``);
+        the thread is returned for tests to join."""
+        batch = list(due)
+        worker = threading.Thread(target=self.run_once, args=(batch,), name="drd-catch-up")
+        worker.daemon = True
+        worker.start()
+        return worker
 
     def _once(self, job: JobSpec, when: datetime, suffix: str) -> None:
         self._aps.add_job(
@@ -147,7 +161,7 @@ class Scheduler:
     def _run(self, job_id: str) -> bool:
         """Run one job under the limits; True if it succeeded. Never raises."""
         job = self.jobs.get(job_id)
-        if job is None or not self.accepting:
+        if job is None or not self.accepting or self.paused:
             return False
         cancel = threading.Event()
         with self._lock:
@@ -162,7 +176,7 @@ class Scheduler:
             if slot is not None:
                 slot.acquire()
             try:
-                if cancel.is_set() or not self.accepting:
+                if cancel.is_set() or not self.accepting or self.paused:
                     return False
                 started = time.monotonic()
                 log.info("job_started", job=job_id)
@@ -188,13 +202,36 @@ class Scheduler:
                 self.running.pop(job_id, None)
 
     def run_once(self, jobs: Iterable[JobSpec]) -> dict[str, bool]:
-        """Run ``jobs`` now, in parallel under the same limits; job id -> succeeded."""
+        """Run ``jobs`` now under the same limits; job id -> succeeded.
+
+        In phases (``PHASES``): heartbeats and backups first, then snapshots (they pair
+        with the newest backup), then retention and drills (which need what came
+        before: a drill after downtime should test the backup just taken). Within a
+        phase jobs run in parallel, up to the limits, each after a random delay of at
+        most ``jitter`` so that an estate's catch-up does not start all at once.
+        """
         batch = list(jobs)
-        self.jobs.update({job.id: job for job in batch})
-        with Pool(max_workers=self.max_concurrent + LIGHT_THREADS) as pool:
-            futures = {job.id: pool.submit(self._run, job.id) for job in batch}
-            wait(futures.values())
-        return {job_id: future.result() for job_id, future in futures.items()}
+        for job in batch:
+            self.jobs.setdefault(job.id, job)
+        results: dict[str, bool] = {}
+        spread = self.jitter.total_seconds()
+        for phase in PHASES:
+            group = [job for job in batch if job.kind in phase]
+            if not group or not self.accepting:
+                continue
+            with Pool(max_workers=self.max_concurrent + LIGHT_THREADS) as pool:
+                futures = {
+                    job.id: pool.submit(self._delayed, job.id, random.uniform(0, spread))  # noqa: S311
+                    for job in group
+                }
+                wait(futures.values())
+            results.update({job_id: future.result() for job_id, future in futures.items()})
+        return results
+
+    def _delayed(self, job_id: str, delay: float) -> bool:
+        if delay > 0 and self._stopping.wait(delay):
+            return False
+        return self._run(job_id)
 
     def cancel_running(self) -> None:
         with self._lock:
@@ -204,6 +241,7 @@ class Scheduler:
     def stop(self, grace: timedelta) -> None:
         """Take no new jobs; wait up to ``grace`` for running ones, then cancel them."""
         self.accepting = False
+        self._stopping.set()
         if self._aps.running:
             self._aps.shutdown(wait=False)
         deadline = time.monotonic() + grace.total_seconds()
