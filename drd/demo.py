@@ -8,8 +8,14 @@ then fills an Odoo-style database and filestore, snapshots the filestore twice (
 second reads only what changed), restores it byte-identical, verifies the repository,
 and runs a restore drill that neutralizes the copy, checks every attachment and
 measures RPO and RTO.
+Then ``drd daemon`` runs the estate on a demo tier with minute-scale schedules
+(``examples/local/demo-tier.yaml``): it catches up with what is due - a backup, a
+snapshot, retention, then a restore drill that neutralizes the copy, checks every
+attachment and measures RPO and RTO - while serving its status page. The demo prints
+the drill's measurements against the tier's objectives, the status page's verdicts
+and the retention plan, then stops the daemon with SIGTERM.
 Everything it starts is stopped at the end; ``DRD_DEMO_KEEP=1`` keeps the scratch
-directory (config, catalog, repository) for a look around.
+directory (config, catalog, repository, daemon log) for a look around.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import hashlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +36,12 @@ import yaml
 from drd import log
 from drd.testing import PgCluster, Scratch
 from drd.testing.odoo import create_odoo_schema, populate
+from drd.testing.processes import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "local" / "drd.yaml"
+DEMO_TIER = ROOT / "examples" / "local" / "demo-tier.yaml"
+DAEMON_WAIT = 240.0  # seconds for the daemon's first drill (it usually takes ~30)
 PASSPHRASE_ENV = "DRD_LOCAL_PASSPHRASE"  # noqa: S105 - the name of a variable, not a secret
 
 
@@ -92,9 +103,15 @@ def _same_tree(a: Path, b: Path) -> bool:
 def _demo_config(scratch: Scratch, cluster: PgCluster) -> Path:
     data: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
     data["state_dir"] = str(scratch.path / "state")
-    data["tiers_dir"] = str(ROOT / "tiers")
+    tiers = scratch.dir("tiers", mode=0o755)
+    for tier in (ROOT / "tiers").glob("*.yaml"):
+        (tiers / tier.name).write_text(tier.read_text())
+    (tiers / "demo.yaml").write_text(DEMO_TIER.read_text())
+    data["tiers_dir"] = str(tiers)
+    data["daemon"] = {"listen_port": free_port(), "jitter": "0s", "shutdown_grace": "2m"}
     data["repositories"][0]["path"] = str(scratch.path / "repository")
     workload = data["workloads"][0]
+    workload["tier"] = "demo"
     workload["postgres"]["primary"]["port"] = cluster.port
     workload["postgres"]["pgdata"] = str(cluster.data_dir)
     workload["postgres"]["socket_dir"] = str(cluster.socket_dir)
@@ -142,13 +159,89 @@ def _filestore_and_drill(
         raise SystemExit("demo: restored filestore differs")
     _drd(config, "snapshot", "verify", "--read-data", env=env)
 
-    _say("restore drill: newest restore point into an isolated local sandbox, verified, measured")
-    _drd(config, "heartbeat", "acme-erp", "--once", env=env)
-    cluster.switch_wal_and_wait_archived()
-    _drd(config, "drill", "run", "acme-erp", "--sandbox", "local", env=env)
+    _run_daemon(config, scratch, env)
 
-    _say("retention: what the tier's keep rules keep (and why), expire and prune: a plan only")
+    _say("retention: what the tier's keep rules keep (and why), expire and prune: the plan now")
     _drd(config, "retention", "plan", env=env)
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - 127.0.0.1
+        return str(response.read().decode())
+
+
+def _run_daemon(config: Path, scratch: Scratch, env: dict[str, str]) -> None:
+    """The daemon on the demo tier until its first drill is recorded, then SIGTERM."""
+    port = yaml.safe_load(config.read_text())["daemon"]["listen_port"]
+    _say(
+        "the daemon: demo tier (incr backup and snapshot every minute, heartbeat every 2 s, "
+        "drill every 2 minutes); on start it catches up with everything due"
+    )
+    print(f"$ drd daemon    (log: {scratch.path / 'daemon.log'})", flush=True)
+    with (scratch.path / "daemon.log").open("w") as daemon_log:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "drd", "--config", str(config), "daemon"],
+            env=env,
+            stdout=daemon_log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            drills = wait_until(
+                lambda: _drills(config, env),
+                timeout=DAEMON_WAIT,
+                interval=2.0,
+                what="the daemon's first restore drill",
+            )
+            print(f"status page: http://127.0.0.1:{port}/  (JSON: /status.json, /metrics)")
+            view = json.loads(_get(f"http://127.0.0.1:{port}/status.json"))
+            print(f"  as {view['role']}: overall {view['overall']}")
+            for row in view.get("workloads", []):
+                verdicts = ", ".join(
+                    f"{name} {row[name]['label']} ({row[name]['text']})"
+                    for name in ("rpo", "backup", "snapshot", "drill", "checks")
+                    if name in row
+                )
+                print(f"  {row['workload']}: {row['overall']['label']}; {verdicts}")
+            _print_drill(_drd_json(config, "drill", "show", str(drills[0]["id"]), env=env))
+            metrics = _get(f"http://127.0.0.1:{port}/metrics")
+            for line in metrics.splitlines():
+                if line.startswith(("drd_drill_rpo_seconds", "drd_drill_verdict")):
+                    print(f"  {line}")
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            code = daemon.wait(timeout=180)
+        print(f"daemon stopped by SIGTERM (exit {code}) after finishing its running jobs")
+        if code != 0:
+            raise SystemExit(f"demo: the daemon exited {code}; see {scratch.path / 'daemon.log'}")
+
+
+def _drills(config: Path, env: dict[str, str]) -> list[dict[str, Any]] | None:
+    result = subprocess.run(
+        [sys.executable, "-m", "drd", "--config", str(config), "-o", "json", "drill", "list"],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    found = json.loads(result.stdout) if result.returncode == 0 and result.stdout else []
+    return found or None
+
+
+def _print_drill(detail: dict[str, Any]) -> None:
+    rpo, rto = detail.get("rpo_seconds"), detail.get("rto_seconds")
+    if rpo is None or rto is None:
+        print(f"drill {detail.get('drill_id')}: {detail.get('verdict')} {detail.get('reasons')}")
+        return
+    print(
+        f"drill {detail['drill_id']} of {detail['workload']} by the daemon: "
+        f"{str(detail['verdict']).upper()}; RPO {rpo:.1f}s (objective "
+        f"{detail['rpo_objective_seconds']:.0f}s), RTO {rto:.1f}s (objective "
+        f"{detail['rto_objective_seconds']:.0f}s)"
+    )
+    phases = ", ".join(f"{k} {v:.2f}s" for k, v in detail.get("phases", {}).items())
+    print(f"  phases: {phases}")
+    for check in detail.get("checks", []):
+        print(f"  check {check.get('name')}: {'ok' if check.get('ok') else 'FAILED'}")
 
 
 def run_demo(env: dict[str, str], scratch: Scratch) -> None:

@@ -161,8 +161,11 @@ class Daemon:
         self.scheduler.configure(jobs)
         due = due_jobs(jobs, LastRuns.from_catalog(self.catalog, jobs))
         log.info("leader_catching_up", due=[job.id for job in due])
+        # A new leader also measures at once: the page and /metrics should not wait for
+        # the first monitoring interval.
+        rounds = [job for job in jobs if job.kind in ("heartbeat", "monitor")]
         self.scheduler.resume()
-        self.scheduler.catch_up(due)
+        self.scheduler.catch_up([*rounds, *due])
 
     def _publish(self) -> None:
         try:
