@@ -163,20 +163,9 @@ def drill_record(data: dict[str, Any]) -> DrillRecord:
     stored word; ``details`` is the stored result itself. ``DrdError`` or ``ValueError``
     if ``data`` is not a drill result.
     """
-    result = DrillResult.from_dict(data)
-    passed = result.verdict == "pass"
-    return DrillRecord(
-        workload=result.workload,
-        t0=result.t0,
-        started_at=result.started_at,
-        finished_at=result.finished_at,
-        status="succeeded" if passed else "failed",
-        measured_rpo_seconds=result.rpo_seconds,
-        measured_rto_seconds=result.rto_seconds,
-        phases=dict(result.phases),
-        verdict=result.verdict,
-        details=data,
-    )
+    from drd.drill.service import drill_record as record  # noqa: PLC0415 - drill stack
+
+    return record(DrillResult.from_dict(data), data)
 
 
 def _chosen(estate: Estate, repository: str | None) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from drd import metrics
 from drd.catalog import Catalog, DrillRecord
@@ -101,6 +101,26 @@ def run_in_kubernetes(
     return result
 
 
+def drill_record(
+    result: DrillResult, details: dict[str, Any], *, run_id: int | None = None
+) -> DrillRecord:
+    """The catalog row of a drill result (also rebuilt from the stored result object)."""
+    passed = result.verdict == "pass"
+    return DrillRecord(
+        workload=result.workload,
+        t0=result.t0,
+        started_at=result.started_at,
+        finished_at=result.finished_at,
+        status="succeeded" if passed else "failed",
+        measured_rpo_seconds=result.rpo_seconds,
+        measured_rto_seconds=result.rto_seconds,
+        phases=dict(result.phases),
+        verdict=result.verdict,
+        details=details,
+        run_id=run_id,
+    )
+
+
 def result_key(result: DrillResult) -> str:
     stamp = result.started_at.strftime("%Y%m%dT%H%M%SZ")
     return f"drills/{result.workload}/{stamp}-{result.drill_id}.json"
@@ -155,21 +175,7 @@ def run_drill(
         result.reasons.append(f"could not store the drill result in the repository: {exc}")
         data = result.as_dict()
     passed = result.verdict == "pass"
-    catalog.record_drill(
-        DrillRecord(
-            workload=workload_name,
-            t0=result.t0,
-            started_at=result.started_at,
-            finished_at=result.finished_at,
-            status="succeeded" if passed else "failed",
-            measured_rpo_seconds=result.rpo_seconds,
-            measured_rto_seconds=result.rto_seconds,
-            phases=dict(result.phases),
-            verdict=result.verdict,
-            details=data,
-            run_id=run_id,
-        )
-    )
+    catalog.record_drill(drill_record(result, data, run_id=run_id))
     catalog.finish_run(
         run_id,
         "succeeded" if passed else "failed",

@@ -10,12 +10,15 @@ initdb's the cluster archiving through it, starts it and creates the stanza.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from drd.command import as_user_prefix
 from drd.config import Estate, load
 from drd.pgbackrest.runner import Pgbackrest
 from drd.pgbackrest.stanza import StanzaConfig, write_config
@@ -27,6 +30,28 @@ TIERS = Path(__file__).resolve().parents[2] / "tiers"
 PASSPHRASE_ENV = "DRD_TEST_REPO_PASSPHRASE"  # noqa: S105 - a variable name
 S3_KEY_ENV = "DRD_TEST_S3_KEY"
 S3_SECRET_ENV = "DRD_TEST_S3_SECRET"  # noqa: S105 - a variable name
+
+
+def tiers_with(directory: Path, **extra: str) -> Path:
+    """A tiers directory: the shipped tiers plus ``name=yaml text`` ones, for tests that
+    need a schedule or a keep rule of their own."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for tier in TIERS.glob("*.yaml"):
+        (directory / tier.name).write_text(tier.read_text())
+    for name, text in extra.items():
+        (directory / f"{name}.yaml").write_text(text)
+    return directory
+
+
+def stop_kept_sandbox(os_user: str, bin_dir: Path, sandbox: str | Path) -> None:
+    """Stop and remove a drill sandbox kept with ``keep=True`` (tests that looked inside)."""
+    subprocess.run(
+        [*as_user_prefix(os_user), str(bin_dir / "pg_ctl"), "-D", str(Path(sandbox) / "data"),
+         "-m", "immediate", "stop"],
+        check=False,
+        capture_output=True,
+    )  # fmt: skip
+    shutil.rmtree(sandbox, ignore_errors=True)
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from drd.cli.app import main
 from drd.config import Estate
 from drd.errors import LockError
 from drd.testing import PgCluster
-from drd.testing.estate import TIERS, EstateBuilder, start_protected
+from drd.testing.estate import EstateBuilder, start_protected, tiers_with
 from drd.testing.processes import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -39,14 +38,8 @@ evidence: {retain: 400d}
 """
 
 
-def _tiers(tmp: Path) -> Path:
-    shutil.copytree(TIERS, tmp)
-    (tmp / "daemon-test.yaml").write_text(HOURLY_INCR)
-    return tmp
-
-
 def _estate(builder: EstateBuilder, cluster: PgCluster, tmp: Path, **daemon: Any) -> Estate:
-    builder.tiers_dir = _tiers(tmp / "tiers")
+    builder.tiers_dir = tiers_with(tmp / "tiers", **{"daemon-test": HOURLY_INCR})
     builder.workload("erp", cluster, builder.filesystem_repo(), tier="daemon-test")
     builder.extra["daemon"] = {"listen_port": free_port(), "jitter": "0s", **daemon}
     return builder.load()

@@ -18,7 +18,7 @@ from drd.drill.agent import run_local_drill
 from drd.drill.service import run_drill
 from drd.postgres.heartbeat import write_heartbeat
 from drd.testing import PgCluster
-from drd.testing.estate import TIERS, EstateBuilder, start_protected
+from drd.testing.estate import TIERS, EstateBuilder, start_protected, stop_kept_sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -117,23 +117,7 @@ def test_drill_at_a_past_time_restores_to_it(
         assert result.recovered_heartbeat < t0
     finally:
         if result.sandbox:
-            subprocess.run(
-                [
-                    "runuser",
-                    "-u",
-                    cluster.os_user,
-                    "--",
-                    str(cluster.bin_dir / "pg_ctl"),
-                    "-D",
-                    str(Path(result.sandbox) / "data"),
-                    "-m",
-                    "immediate",
-                    "stop",
-                ],
-                check=False,
-                capture_output=True,
-            )
-            shutil.rmtree(result.sandbox, ignore_errors=True)
+            stop_kept_sandbox(cluster.os_user, cluster.bin_dir, result.sandbox)
 
 
 def test_drill_fails_when_rpo_exceeds_the_objective(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -23,7 +21,7 @@ from drd.postgres.heartbeat import write_heartbeat
 from drd.retention import service
 from drd.retention.db import plan_db
 from drd.testing import PgCluster
-from drd.testing.estate import TIERS, EstateBuilder, start_protected
+from drd.testing.estate import EstateBuilder, start_protected, stop_kept_sandbox, tiers_with
 
 pytestmark = pytest.mark.integration
 
@@ -37,24 +35,8 @@ evidence: {retain: 400d}
 """
 
 
-def _tiers(tmp: Path) -> Path:
-    shutil.copytree(TIERS, tmp)
-    (tmp / "keep-2.yaml").write_text(KEEP_LAST_2)
-    return tmp
-
-
 def _files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-
-def _stop_sandbox(cluster: PgCluster, sandbox: str) -> None:
-    subprocess.run(
-        ["runuser", "-u", cluster.os_user, "--", str(cluster.bin_dir / "pg_ctl"), "-D",
-         str(Path(sandbox) / "data"), "-m", "immediate", "stop"],
-        check=False,
-        capture_output=True,
-    )  # fmt: skip
-    shutil.rmtree(sandbox, ignore_errors=True)
 
 
 def test_expire_exactly_the_plan_and_pitr_from_the_oldest_kept_backup(
@@ -63,7 +45,7 @@ def test_expire_exactly_the_plan_and_pitr_from_the_oldest_kept_backup(
     """F1+I1 go (keep_last 2 keeps I2 and D2, which need F2); WAL stays continuous and a
     restore to a time right after F2 - before every later backup - works."""
     cluster = make_cluster("ret")
-    estate_builder.tiers_dir = _tiers(tmp_path / "tiers")
+    estate_builder.tiers_dir = tiers_with(tmp_path / "tiers", **{"keep-2": KEEP_LAST_2})
     estate_builder.workload("erp", cluster, estate_builder.filesystem_repo(), tier="keep-2")
     estate = estate_builder.load()
     start_protected(estate, "erp", cluster)
@@ -129,7 +111,7 @@ def test_expire_exactly_the_plan_and_pitr_from_the_oldest_kept_backup(
         assert rows == [1]
     finally:
         if result.sandbox:
-            _stop_sandbox(cluster, result.sandbox)
+            stop_kept_sandbox(cluster.os_user, cluster.bin_dir, result.sandbox)
 
 
 def test_apply_refuses_when_the_catalog_disagrees(
@@ -140,7 +122,7 @@ def test_apply_refuses_when_the_catalog_disagrees(
 ) -> None:
     """A backup the catalog does not know: plan shows it, apply exits 10 naming the fix."""
     cluster = make_cluster("retdis")
-    estate_builder.tiers_dir = _tiers(tmp_path / "tiers")
+    estate_builder.tiers_dir = tiers_with(tmp_path / "tiers", **{"keep-2": KEEP_LAST_2})
     estate_builder.workload("erp", cluster, estate_builder.filesystem_repo(), tier="keep-2")
     estate = estate_builder.load()
     _, pgbr = start_protected(estate, "erp", cluster)
@@ -215,7 +197,7 @@ def test_filestore_snapshots_forgotten_and_pruned_by_the_tier(
 
     cluster = make_cluster("retfs")
     filestore = tmp_path / "filestore"
-    estate_builder.tiers_dir = _tiers(tmp_path / "tiers")
+    estate_builder.tiers_dir = tiers_with(tmp_path / "tiers", **{"keep-2": KEEP_LAST_2})
     repo_name = estate_builder.filesystem_repo()
     estate_builder.workload("erp", cluster, repo_name, tier="keep-2", filestore=filestore)
     estate = estate_builder.load()
