@@ -7,50 +7,111 @@ Exit codes are those of ``drd.errors.EXIT_CODES``. A ``DrdError`` prints one lin
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from drd import __version__, log
-from drd.cli import (
-    catalog_cmd,
-    config_cmd,
-    db_cmd,
-    drill_cmd,
-    repo_cmd,
-    retention_cmd,
-    snapshot_cmd,
-    status_cmd,
-)
 from drd.cli.context import AppState, default_config_path
 from drd.cli.output import OutputFormat
 from drd.errors import EXIT_CODES, EXIT_INTERRUPTED, ConfigError, DrdError
 from drd.redact import redact
 
+# Commands and groups, in help order: (module, attribute, is a group). A command's
+# module - and what it imports: the catalog, psycopg, boto3, the snapshot stack - is
+# imported only when that command runs (or for --help), not on every start of drd.
+_COMMANDS: dict[str, tuple[str, str, bool]] = {
+    "check": ("drd.cli.db_cmd", "check", False),
+    "heartbeat": ("drd.cli.db_cmd", "heartbeat", False),
+    "status": ("drd.cli.status_cmd", "status", False),
+    "config": ("drd.cli.config_cmd", "app", True),
+    "catalog": ("drd.cli.catalog_cmd", "app", True),
+    "db": ("drd.cli.db_cmd", "db_app", True),
+    "backup": ("drd.cli.db_cmd", "backup_app", True),
+    "repo": ("drd.cli.repo_cmd", "app", True),
+    "snapshot": ("drd.cli.snapshot_cmd", "app", True),
+    "drill": ("drd.cli.drill_cmd", "app", True),
+    "retention": ("drd.cli.retention_cmd", "app", True),
+    "daemon": ("drd.cli.daemon_cmd", "daemon", False),
+}
+
+_SETTINGS: dict[str, Any] = {
+    "pretty_exceptions_enable": False,
+    "add_completion": False,
+    "rich_markup_mode": None,
+}
+
+
+def _load_command(name: str) -> Any:
+    """The click command for ``name``, built by Typer exactly as a registration on
+    ``app`` would build it (same settings), from its module imported now."""
+    module, attribute, is_group = _COMMANDS[name]
+    target = getattr(importlib.import_module(module), attribute)
+    holder = typer.Typer(**_SETTINGS)
+    if is_group:
+        holder.add_typer(target, name=name)
+    else:
+        holder.command(name)(target)
+    return typer.main.get_group(holder).commands[name]
+
+
+class _LazyCommands(MutableMapping[str, Any]):
+    """A group's ``commands``: every name is listed; a command is built on first use."""
+
+    def __init__(self, built: MutableMapping[str, Any]) -> None:
+        self._built = dict(built)
+        self._names = [*(n for n in _COMMANDS if n not in self._built), *self._built]
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._built:
+            if name not in _COMMANDS:
+                raise KeyError(name)
+            self._built[name] = _load_command(name)
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._built[name] = command
+        if name not in self._names:
+            self._names.append(name)
+
+    def __delitem__(self, name: str) -> None:
+        self._names.remove(name)
+        self._built.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._names))
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+
+class _LazyGroup(TyperGroup):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.commands = _LazyCommands(self.commands)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)  # names only: building is for get_command
+
+
 app = typer.Typer(
     name="drd",
     help="Backup and disaster-recovery orchestration for PostgreSQL-backed applications.",
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    rich_markup_mode=None,
+    cls=_LazyGroup,
     epilog="Exit codes: "
     + "; ".join(f"{code} {meaning.split(' (')[0]}" for code, meaning in EXIT_CODES.items()),
+    **_SETTINGS,
 )
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(catalog_cmd.app, name="catalog")
-app.add_typer(db_cmd.db_app, name="db")
-app.add_typer(db_cmd.backup_app, name="backup")
-app.add_typer(repo_cmd.app, name="repo")
-app.add_typer(snapshot_cmd.app, name="snapshot")
-app.add_typer(drill_cmd.app, name="drill")
-app.add_typer(retention_cmd.app, name="retention")
-app.command("check")(db_cmd.check)
-app.command("heartbeat")(db_cmd.heartbeat)
-app.command("status")(status_cmd.status)
 
 
 def _version(value: bool) -> None:

@@ -21,11 +21,10 @@ import typer
 from drd.catalog import open_configured
 from drd.cli.context import state
 from drd.cli.output import OutputFormat, write_json, write_table
-from drd.config import load
-from drd.drill import bundle
-from drd.drill.agent import run_local_drill
-from drd.drill.service import run_drill
 from drd.errors import ConfigError, SafetyError
+
+# The drill machinery (agent, service: metrics, Kubernetes client, snapshot stack) is
+# imported by the commands that run drills, not by `drill list` or `drill show`.
 
 app = typer.Typer(help="Restore drills: restore for real into a sandbox, verify, measure RPO/RTO.")
 
@@ -66,6 +65,8 @@ def run(
 ) -> None:
     """Restore the newest restore point at T0 into a sandbox, verify, measure; exit 0 only
     on pass."""
+    from drd.drill.service import run_drill  # noqa: PLC0415 - see the imports
+
     st = state(ctx)
     estate = st.estate()
     t0 = _parse_time(at)
@@ -117,6 +118,10 @@ def agent(
     drill Secret). Exit 0 whenever a result was printed, pass or fail: the verdict is in
     the result; a non-zero exit means the agent could not produce one.
     """
+    from drd.config import load  # noqa: PLC0415 - see the imports
+    from drd.drill import bundle  # noqa: PLC0415
+    from drd.drill.agent import run_local_drill  # noqa: PLC0415
+
     raw = os.environ.get(bundle.BUNDLE_ENV)
     if not raw:
         raise ConfigError(f"{bundle.BUNDLE_ENV} is not set: this command runs in a drill pod")

@@ -21,18 +21,19 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drd import __version__
 from drd.config import Estate
 from drd.drill.sandbox import LocalSandbox
 from drd.errors import DrdError
 from drd.log import get_logger
-from drd.pgbackrest.continuity import archived_segment
 from drd.pgbackrest.info import StanzaInfo
 from drd.pgbackrest.runner import Pgbackrest
 from drd.pgbackrest.stanza import write_config
-from drd.snapshot.repository import Repository
+
+if TYPE_CHECKING:  # the snapshot stack (cryptography) loads only for a filestore
+    from drd.snapshot.repository import Repository, SnapshotRef
 
 log = get_logger("drd.drill")
 
@@ -59,6 +60,8 @@ class DrillResult:
     versions: dict[str, str] = field(default_factory=dict)
     sandbox: str | None = None
     sandbox_port: int | None = None
+    #: Stopping and removing the sandbox, after the verdict: not part of the RTO.
+    teardown_seconds: float | None = None
 
     @property
     def verdict(self) -> str:
@@ -121,6 +124,8 @@ class _Timer:
 
 def _archive_end_time(pgbr: Pgbackrest, info: StanzaInfo) -> datetime | None:
     """When the newest archived WAL segment reached the repository (its file time)."""
+    from drd.pgbackrest.continuity import archived_segment  # noqa: PLC0415 - time targets only
+
     if info.archive_id is None or info.archive_max is None:
         return None
     directory = f"archive/{pgbr.cfg.stanza}/{info.archive_id}/{info.archive_max[:16]}"
@@ -161,35 +166,51 @@ class _Plan:
     snapshot_id: str | None = None
 
 
+def _newest_snapshot(
+    estate: Estate, workload_name: str, t0: datetime
+) -> tuple[Repository, SnapshotRef]:
+    """The workload's snapshot repository and its newest snapshot taken at or before T0."""
+    from drd.snapshot.service import open_repo  # noqa: PLC0415 - snapshot stack on demand
+
+    repo = open_repo(estate, estate.config.workload(workload_name).repository)
+    taken = [
+        s for s in repo.snapshots(workload_name) if datetime.fromisoformat(s.manifest.time) <= t0
+    ]
+    if not taken:
+        raise DrdError(f"no filestore snapshot of {workload_name} taken before T0")
+    return repo, taken[-1]
+
+
 def _plan(
     estate: Estate, workload_name: str, t0: datetime, at_now: bool, result: DrillResult
 ) -> _Plan:
     """The newest consistent restore point available at T0 (see the module docstring)."""
     workload = estate.config.workload(workload_name)
     pgbr = Pgbackrest(write_config(estate, workload_name))
-    info = pgbr.info()
-    result.versions["pgbackrest"] = pgbr.run("version", timeout=60).stdout.strip()
     plan = _Plan(pgbr, "", None if at_now else t0)
-    if workload.filestore is not None:
-        from drd.snapshot.service import open_repo  # noqa: PLC0415 - snapshot stack on demand
-
-        plan.repo = open_repo(estate, workload.repository)
-        taken = [
-            s
-            for s in plan.repo.snapshots(workload_name)
-            if datetime.fromisoformat(s.manifest.time) <= t0
-        ]
-        if not taken:
-            raise DrdError(f"no filestore snapshot of {workload_name} taken before T0")
-        snapshot = taken[-1]
-        plan.snapshot_id = result.snapshot_id = snapshot.id
-        point = snapshot.manifest.db_restore_point or {}
-        plan.target = datetime.fromisoformat(point.get("server_time") or snapshot.manifest.time)
-    archive_end = _archive_end_time(pgbr, info)
-    if plan.target is not None and (archive_end is None or plan.target >= archive_end):
-        # Everything archived was written before the target: replay it all.
-        # (PostgreSQL refuses to start when a time target lies beyond the WAL.)
-        plan.target = None
+    # Read at the same time: pgBackRest's version (only recorded), the stanza's backups,
+    # the newest archived WAL (for a time target) and the filestore snapshot repository.
+    with ThreadPoolExecutor(3, "drd-drill-plan") as pool:
+        version = pool.submit(pgbr.run, "version", timeout=60)
+        newest = None
+        if workload.filestore is not None:
+            newest = pool.submit(_newest_snapshot, estate, workload_name, t0)
+        info = pgbr.info()  # its error first, as when the reads were one after another
+        archive_end = None
+        if plan.target is not None or newest is not None:
+            archive_end = pool.submit(_archive_end_time, pgbr, info)
+        result.versions["pgbackrest"] = version.result().stdout.strip()
+        if newest is not None:
+            plan.repo, snapshot = newest.result()
+            plan.snapshot_id = result.snapshot_id = snapshot.id
+            point = snapshot.manifest.db_restore_point or {}
+            plan.target = datetime.fromisoformat(point.get("server_time") or snapshot.manifest.time)
+        if plan.target is not None and archive_end is not None:
+            end = archive_end.result()
+            if end is None or plan.target >= end:
+                # Everything archived was written before the target: replay it all.
+                # (PostgreSQL refuses to start when a time target lies beyond the WAL.)
+                plan.target = None
     result.db_target = plan.target.isoformat() if plan.target else "latest"
     # The newest backup that ended by the target. pgBackRest stamps the stop time after
     # waiting out the current second, so a backup can carry a stop time up to 1 s later
@@ -345,7 +366,9 @@ def run_local_drill(
         result.phases = dict(phases.times)
         result.finished_at = datetime.now(UTC)
         if sandbox is not None:
+            torn = time.monotonic()
             sandbox.teardown(keep=keep)
+            result.teardown_seconds = round(time.monotonic() - torn, 3)
     log.info(
         "drill_finished",
         workload=workload_name,

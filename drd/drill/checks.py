@@ -13,12 +13,14 @@ not abort the others. Custom checks run READ ONLY.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
 
 from drd.log import get_logger
 from drd.postgres.heartbeat import TABLE as HEARTBEAT_TABLE
@@ -45,6 +47,9 @@ WHERE am.amname = 'btree' AND i.indisvalid AND i.indisready
   AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'
 ORDER BY n.nspname IN ('pg_catalog', 'pg_toast'), n.nspname, c.relname
 """
+
+
+_BT_INDEX_CHECK = b"SELECT bt_index_check(%s::regclass, %s)"
 
 
 @dataclass(frozen=True)
@@ -107,14 +112,17 @@ def run_amcheck(
         return CheckOutcome(name, False, f"amcheck unavailable: {_first_line(exc)}")
     if max_indexes is not None:
         indexes = indexes[:max_indexes]
-    failed: list[str] = []
-    for index in indexes:
-        try:
-            with conn.transaction():
-                _timeout(conn, timeout)
-                conn.execute(b"SELECT bt_index_check(%s::regclass, %s)", (index, heapallindexed))
-        except psycopg.Error as exc:
-            failed.append(f"{index}: {_first_line(exc)}")
+    if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+        failed = _check_autocommit(conn, indexes, heapallindexed, timeout)
+    else:
+        failed = []
+        for index in indexes:
+            try:
+                with conn.transaction():
+                    _timeout(conn, timeout)
+                    conn.execute(_BT_INDEX_CHECK, (index, heapallindexed))
+            except psycopg.Error as exc:
+                failed.append(f"{index}: {_first_line(exc)}")
     log.info("drill_amcheck", indexes=len(indexes), failed=len(failed))
     if failed:
         return CheckOutcome(
@@ -123,6 +131,30 @@ def run_amcheck(
             f"{len(failed)} of {len(indexes)} btree indexes failed: " + "; ".join(failed),
         )
     return CheckOutcome(name, True, f"{len(indexes)} btree indexes checked, all ok")
+
+
+def _check_autocommit(
+    conn: Connection, indexes: list[str], heapallindexed: bool, timeout: float
+) -> list[str]:
+    """One round trip per index: in autocommit each statement is its own transaction
+    (a failed check does not abort the next) and a session ``statement_timeout``
+    bounds each check; the session's own value is put back afterwards."""
+    failed: list[str] = []
+    row = conn.execute(
+        b"SELECT current_setting('statement_timeout'), set_config('statement_timeout', %s, false)",
+        (_millis(timeout),),
+    ).fetchone()
+    try:
+        for index in indexes:
+            try:
+                conn.execute(_BT_INDEX_CHECK, (index, heapallindexed))
+            except psycopg.Error as exc:
+                failed.append(f"{index}: {_first_line(exc)}")
+    finally:
+        if row is not None:
+            with contextlib.suppress(psycopg.Error):  # a broken connection says so later
+                conn.execute(b"SELECT set_config('statement_timeout', %s, false)", (row[0],))
+    return failed
 
 
 def run_custom_check(
@@ -160,9 +192,11 @@ def run_custom_check(
 
 
 def _timeout(conn: Connection, seconds: float) -> None:
-    conn.execute(
-        b"SELECT set_config('statement_timeout', %s, true)", (f"{max(1, int(seconds * 1000))}",)
-    )
+    conn.execute(b"SELECT set_config('statement_timeout', %s, true)", (_millis(seconds),))
+
+
+def _millis(seconds: float) -> str:
+    return f"{max(1, int(seconds * 1000))}"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -110,6 +110,7 @@ def test_unbuilt_commands_are_not_shown(capsys: pytest.CaptureFixture[str]) -> N
         "snapshot",
         "drill",
         "retention",
+        "daemon",
     }
     assert main(["--help"]) == 0
     assert "Exit codes" in capsys.readouterr().out
