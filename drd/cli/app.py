@@ -7,6 +7,7 @@ Exit codes are those of ``drd.errors.EXIT_CODES``. A ``DrdError`` prints one lin
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 import traceback
@@ -204,4 +205,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:  # pragma: no cover - console script shim
-    sys.exit(main())
+    code = main()
+    # Everything alive now dies with the process: freezing it spares the collector a
+    # pass over every imported module at exit (~0.1 s of each short command).
+    gc.freeze()
+    sys.exit(code)
