@@ -45,7 +45,8 @@ LIGHT_THREADS = 8
 PHASES: tuple[frozenset[str], ...] = (
     frozenset({"heartbeat", "monitor", "sweep", "backup-full", "backup-diff", "backup-incr"}),
     frozenset({"snapshot"}),
-    frozenset({"retention", "drill"}),
+    frozenset({"drill"}),
+    frozenset({"retention"}),  # last: its prune locks the snapshot repository exclusively
 )
 
 
@@ -205,8 +206,9 @@ class Scheduler:
         """Run ``jobs`` now under the same limits; job id -> succeeded.
 
         In phases (``PHASES``): heartbeats and backups first, then snapshots (they pair
-        with the newest backup), then retention and drills (which need what came
-        before: a drill after downtime should test the backup just taken). Within a
+        with the newest backup), then drills (a drill after downtime should test the
+        backup just taken), then retention (its prune takes the snapshot repository's
+        exclusive lock, which a drill restoring from it would run into). Within a
         phase jobs run in parallel, up to the limits, each after a random delay of at
         most ``jitter`` so that an estate's catch-up does not start all at once.
         """

@@ -31,6 +31,10 @@ from drd.retention.selection import Decision, RestorePoint, select
 
 log = get_logger("drd.retention")
 
+#: How long a prune waits for running snapshots and restores (shared locks) to finish
+#: before it gives up; the daemon retries a failed retention job with backoff.
+PRUNE_LOCK_WAIT = 300.0
+
 
 @dataclass
 class WorkloadRetention:
@@ -225,7 +229,9 @@ def apply(
             catalog.forget_backup(item.repository, pgbr.cfg.stanza, label)
     for repository, repo in repos.items():
         prune = current.prunes[repository]
-        done = apply_prune(repo, prune, on_delete=audited(repository, repository))
+        done = apply_prune(
+            repo, prune, on_delete=audited(repository, repository), lock_wait=PRUNE_LOCK_WAIT
+        )
         for snapshot_id in done.forgotten:
             catalog.forget_snapshot(repository, snapshot_id)
     report["locks_extended"] = _extend_locks(estate, current, now)

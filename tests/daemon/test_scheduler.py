@@ -156,8 +156,9 @@ def test_stop_waits_for_running_jobs_within_grace_then_cancels() -> None:
     assert not scheduler.accepting
 
 
-def test_catch_up_runs_backups_then_snapshots_then_drills() -> None:
-    """After downtime a drill must test the backup just taken, not race it."""
+def test_catch_up_runs_backups_then_snapshots_then_drills_then_retention() -> None:
+    """After downtime a drill must test the backup just taken, not race it; retention's
+    prune (exclusive repository lock) must not race the drill's restore."""
     runner = Recorder()
     scheduler = Scheduler(runner, max_concurrent=4, max_per_repository=4, jitter=timedelta(0))
     jobs = [
@@ -168,9 +169,7 @@ def test_catch_up_runs_backups_then_snapshots_then_drills() -> None:
     ]
     scheduler.catch_up(jobs).join(timeout=10)
     order = runner.calls
-    assert order[0] == "backup-full:erp"
-    assert order[1] == "snapshot:erp"
-    assert set(order[2:]) == {"drill:erp", "retention:erp"}
+    assert order == ["backup-full:erp", "snapshot:erp", "drill:erp", "retention:erp"]
 
 
 def test_catch_up_is_spread_by_the_jitter() -> None:
