@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from drd import __version__
 from drd.config import Estate
 from drd.drill.sandbox import LocalSandbox
-from drd.errors import DrdError
+from drd.errors import DrdError, LockError
 from drd.log import get_logger
 from drd.pgbackrest.info import StanzaInfo
 from drd.pgbackrest.runner import Pgbackrest
@@ -228,6 +228,7 @@ def _plan(
 
 
 _STOP_RESOLUTION = timedelta(seconds=1)
+LOCK_RETRY = 5.0  # seconds between attempts while a prune holds the snapshot repository
 
 
 def _restore(plan: _Plan, sandbox: LocalSandbox, timeout: float, phases: _Phases) -> None:
@@ -238,8 +239,19 @@ def _restore(plan: _Plan, sandbox: LocalSandbox, timeout: float, phases: _Phases
             return
         from drd.snapshot.restore import restore_snapshot  # noqa: PLC0415
 
+        deadline = time.monotonic() + timeout
         with phases.timed("filestore_restore"):
-            restore_snapshot(plan.repo, plan.snapshot_id, sandbox.filestore, force=True)
+            while True:
+                try:
+                    restore_snapshot(plan.repo, plan.snapshot_id, sandbox.filestore, force=True)
+                    return
+                except LockError:
+                    # A prune holds the repository exclusively: wait for it rather than
+                    # fail the drill (the wait counts into the RTO, as it would for real).
+                    if time.monotonic() >= deadline:
+                        raise
+                    log.info("drill_waiting_for_prune", snapshot=plan.snapshot_id[:8])
+                    time.sleep(LOCK_RETRY)
 
     with ThreadPoolExecutor(1, "drd-drill-files") as pool:
         files: Future[None] = pool.submit(restore_files)

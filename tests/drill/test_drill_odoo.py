@@ -85,3 +85,32 @@ def test_odoo_drill_fails_naming_the_attachment(
     failure = next(r for r in result.reasons if r.startswith("check attachments failed"))
     assert victim_fname in failure
     assert str(victim_id) in failure
+
+
+def test_a_drill_waits_for_a_prune_holding_the_repository(
+    estate_builder: EstateBuilder, make_cluster: Callable[..., PgCluster]
+) -> None:
+    """An exclusive (prune) lock on the snapshot repository delays the filestore restore;
+    the drill waits and passes, the wait counted in its RTO."""
+    import threading
+
+    from drd.snapshot.lock import RepositoryLock
+    from drd.snapshot.service import open_repo
+
+    builder, cluster, _, _ = _odoo_estate(estate_builder, make_cluster)
+    estate = builder.load()
+    snapshot_workload(estate, "acme")
+    write_heartbeat(estate.config.workload("acme").postgres.primary)
+    cluster.switch_wal_and_wait_archived()
+    repo = open_repo(estate, "fs")
+    lock = RepositoryLock(repo.store, "exclusive").acquire()
+    releaser = threading.Timer(6.0, lock.release)
+    releaser.start()
+    try:
+        result = run_local_drill(estate, "acme")
+    finally:
+        releaser.join()
+    assert result.verdict == "pass", result.reasons
+    assert result.phases["filestore_restore"] >= 5.0
+    assert result.rto_seconds is not None
+    assert result.rto_seconds >= result.phases["filestore_restore"]
