@@ -345,6 +345,20 @@ def record_drill(
         DRILL_LAST_SUCCESS.labels(workload).set(value)
 
 
+def forget_live_measurements(workload: str) -> None:
+    """Drop what only the leader's monitoring measures (RPO exposure, archiver, continuity,
+    heartbeat): a replica that stops leading must not keep exporting stale values next to
+    the new leader's (alert rules aggregate over replicas)."""
+    for gauge in (
+        RPO_EXPOSURE,
+        WAL_ARCHIVE_LAST_SUCCESS,
+        WAL_CONTINUITY_GAPS,
+        HEARTBEAT_LAST_SUCCESS,
+    ):
+        _remove(gauge, workload)
+    WAL_ARCHIVE_FAILED.remove(workload)
+
+
 def forget_workload(workload: str) -> None:
     """Drop every series of a workload that is no longer configured."""
     for kind in BACKUP_TYPES:

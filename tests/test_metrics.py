@@ -199,3 +199,18 @@ def test_registry_is_drds_own() -> None:
     assert "process_cpu_seconds_total" not in text
     assert "python_info" not in text
     assert metrics.CONTENT_TYPE_LATEST.startswith("text/plain")
+
+
+def test_a_replica_that_stops_leading_drops_its_live_measurements(workload: str) -> None:
+    """Only the leader measures RPO exposure and archiving; a former leader's values go."""
+    metrics.set_rpo(workload, timedelta(seconds=40), timedelta(minutes=15))
+    metrics.set_archiver(workload, FINISHED, 2)
+    metrics.set_continuity_gaps(workload, 1)
+    metrics.record_drill(workload, passed=True, rpo=1.0, rto=2.0, finished_at=FINISHED)
+    metrics.forget_live_measurements(workload)
+    text = metrics.render().decode()
+    for name in ("drd_rpo_exposure_seconds", "drd_wal_archive_failed_total",
+                 "drd_wal_continuity_gaps"):  # fmt: skip
+        assert f'{name}{{workload="{workload}"}}' not in text
+    assert f'drd_rpo_objective_seconds{{workload="{workload}"}}' in text  # the tier's, kept
+    assert f'drd_drill_verdict{{workload="{workload}"}}' in text  # from the catalog, kept

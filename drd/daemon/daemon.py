@@ -26,6 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from drd import metrics
 from drd.catalog import Catalog, open_configured
 from drd.config import Estate, load
 from drd.daemon.jobs import JobSpec, LastRuns, due_jobs, jobs_for
@@ -218,6 +219,10 @@ class Daemon:
             log.warning("leadership_lost", role=role)
             self.scheduler.pause()
             self.scheduler.cancel_running()
+            for workload in self.estate.config.workloads:
+                metrics.forget_live_measurements(workload.name)
+            self.statuses.clear()
+            self.measured_at.clear()
 
     def run_once(self) -> int:
         """One reconcile pass; 0 when every job it ran succeeded."""
