@@ -43,6 +43,39 @@ def tiers_with(directory: Path, **extra: str) -> Path:
     return directory
 
 
+def write_config_only(
+    directory: Path,
+    repositories: list[dict[str, Any]],
+    workloads: list[tuple[str, str, str, bool]],
+    *,
+    tiers_dir: Path = TIERS,
+) -> Path:
+    """A config whose (name, tier, repository, has filestore) workloads have no database
+    behind them: for logic that reads only the configuration (lifecycle, lock policy)."""
+    docs = []
+    for name, tier, repository, filestore in workloads:
+        doc: dict[str, Any] = {
+            "name": name,
+            "tier": tier,
+            "repository": repository,
+            "postgres": {"primary": {"port": 5432}, "pgdata": f"/srv/{name}/pgdata"},
+        }
+        if filestore:
+            doc["filestore"] = {"path": f"/srv/{name}/filestore"}
+        docs.append(doc)
+    data = {
+        "version": 1,
+        "state_dir": str(directory / "state"),
+        "tiers_dir": str(tiers_dir),
+        "repositories": repositories,
+        "workloads": docs,
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "drd.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
 def stop_kept_sandbox(os_user: str, bin_dir: Path, sandbox: str | Path) -> None:
     """Stop and remove a drill sandbox kept with ``keep=True`` (tests that looked inside)."""
     subprocess.run(

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from drd.cli import app as cli_app
 from drd.config import load
@@ -34,6 +33,7 @@ from drd.storage import FilesystemStore, MemoryStore
 from drd.storage.base import ObjectLockedError
 from drd.storage.s3 import S3Store
 from drd.testing import S3Endpoint
+from drd.testing.estate import write_config_only
 from drd.testing.s3 import ACCESS_KEY, REGION, SECRET_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,28 +58,7 @@ def write_estate(
     monkeypatch.setenv("IMM_PASSPHRASE", "immutability-test-passphrase")
     monkeypatch.setenv("IMM_S3_KEY", ACCESS_KEY)
     monkeypatch.setenv("IMM_S3_SECRET", SECRET_KEY)
-    docs = []
-    for name, tier, repository, filestore in workloads:
-        doc: dict[str, Any] = {
-            "name": name,
-            "tier": tier,
-            "repository": repository,
-            "postgres": {"primary": {"port": 5432}, "pgdata": f"/srv/{name}/pgdata"},
-        }
-        if filestore:
-            doc["filestore"] = {"path": f"/srv/{name}/filestore"}
-        docs.append(doc)
-    data = {
-        "version": 1,
-        "state_dir": str(tmp_path / "state"),
-        "tiers_dir": str(ROOT / "tiers"),
-        "repositories": repositories,
-        "workloads": docs,
-    }
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "drd.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return write_config_only(tmp_path, repositories, workloads)
 
 
 def s3_repo(s3: S3Endpoint, name: str, bucket: str, prefix: str = "") -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from drd.retention.lifecycle import (
 from drd.storage import LifecycleTransition as T
 from drd.storage import MemoryStore
 from drd.testing import S3Endpoint
+from drd.testing.estate import tiers_with, write_config_only
 from drd.testing.s3 import ACCESS_KEY, REGION, SECRET_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,37 +48,15 @@ def make_estate(
     monkeypatch.setenv("LC_PASSPHRASE", "lifecycle-test-passphrase")
     monkeypatch.setenv("LC_S3_KEY", ACCESS_KEY)
     monkeypatch.setenv("LC_S3_SECRET", SECRET_KEY)
-    tiers = tmp_path / "tiers"
-    shutil.copytree(ROOT / "tiers", tiers)
-    for name, changes in (extra_tiers or {}).items():
-        doc = yaml.safe_load((ROOT / "tiers" / "tier-2.yaml").read_text())
-        doc.update(changes)
-        (tiers / f"{name}.yaml").write_text(yaml.safe_dump(doc))
-    docs = []
-    for name, tier, repository, filestore in workloads:
-        doc: dict[str, Any] = {
-            "name": name,
-            "tier": tier,
-            "repository": repository,
-            "postgres": {"primary": {"port": 5432}, "pgdata": f"/srv/{name}/pgdata"},
-        }
-        if filestore:
-            doc["filestore"] = {"path": f"/srv/{name}/filestore"}
-        docs.append(doc)
-    path = tmp_path / "drd.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "version": 1,
-                "state_dir": str(tmp_path / "state"),
-                "tiers_dir": str(tiers),
-                "repositories": repositories,
-                "workloads": docs,
-            },
-            sort_keys=False,
-        )
+    base = yaml.safe_load((ROOT / "tiers" / "tier-2.yaml").read_text())
+    tiers = tiers_with(
+        tmp_path / "tiers",
+        **{
+            name: yaml.safe_dump({**base, **changes})
+            for name, changes in (extra_tiers or {}).items()
+        },
     )
-    return path
+    return write_config_only(tmp_path, repositories, workloads, tiers_dir=tiers)
 
 
 def s3_repo(name: str, bucket: str, prefix: str, s3: S3Endpoint | None = None) -> dict[str, Any]:
